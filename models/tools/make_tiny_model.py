@@ -1,0 +1,105 @@
+#!/usr/bin/env python3
+"""Make genrepi's tiny test models (a few KB each, deterministic).
+
+A small CNN with fixed random weights (numpy seed 0), built directly with
+onnx.helper so no deep-learning framework is needed. It is NOT trained: its
+predictions are meaningless, but it exercises the whole runtime (load,
+checksum, shape checks, optimisation, inference) in milliseconds.
+
+    python3 models/tools/make_tiny_model.py
+
+writes models/tiny/tiny.onnx + tiny.toml (native 1x128x130 input), the
+default manifest models/default.toml pointing at it, and
+tests/fixtures/models/tiny-rgb.onnx + .toml (1x3x32x32, the resize path).
+"""
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+ROOT = Path(__file__).resolve().parents[2]
+LABELS = ["blues", "classical", "country", "disco", "hiphop",
+          "jazz", "metal", "pop", "reggae", "rock"]
+
+
+def build(channels: int, height: int, width: int, seed: int) -> onnx.ModelProto:
+    rng = np.random.default_rng(seed)
+    w1 = (rng.standard_normal((8, channels, 5, 5)) * 0.2).astype(np.float32)
+    b1 = (rng.standard_normal(8) * 0.1).astype(np.float32)
+    w2 = (rng.standard_normal((16, 8, 3, 3)) * 0.2).astype(np.float32)
+    b2 = (rng.standard_normal(16) * 0.1).astype(np.float32)
+    w3 = (rng.standard_normal((len(LABELS), 16)) * 0.5).astype(np.float32)
+    b3 = (rng.standard_normal(len(LABELS)) * 0.1).astype(np.float32)
+    inits = [numpy_helper.from_array(a, n) for a, n in
+             [(w1, "w1"), (b1, "b1"), (w2, "w2"), (b2, "b2"), (w3, "w3"), (b3, "b3")]]
+    nodes = [
+        helper.make_node("Conv", ["input", "w1", "b1"], ["c1"], strides=[4, 4], pads=[2, 2, 2, 2]),
+        helper.make_node("Relu", ["c1"], ["r1"]),
+        helper.make_node("Conv", ["r1", "w2", "b2"], ["c2"], strides=[2, 2], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c2"], ["r2"]),
+        helper.make_node("GlobalAveragePool", ["r2"], ["p"]),
+        helper.make_node("Flatten", ["p"], ["f"], axis=1),
+        helper.make_node("Gemm", ["f", "w3", "b3"], ["logits"], transB=1),
+    ]
+    graph = helper.make_graph(
+        nodes, "genrepi-tiny",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, channels, height, width])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, len(LABELS)])],
+        inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)],
+                              producer_name="genrepi make_tiny_model.py")
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model
+
+
+def write(model: onnx.ModelProto, onnx_path: Path, name: str, shape, note: str) -> None:
+    onnx_path.parent.mkdir(parents=True, exist_ok=True)
+    data = model.SerializeToString()
+    onnx_path.write_bytes(data)
+    digest = hashlib.sha256(data).hexdigest()
+    labels = ", ".join(f'"{l}"' for l in LABELS)
+    onnx_path.with_suffix(".toml").write_text(f"""# {note}
+# Made by models/tools/make_tiny_model.py: fixed random weights, NOT trained.
+name = "{name}"
+model = "{onnx_path.name}"
+sha256 = "{digest}"
+labels = [{labels}]
+output = "logits"
+
+[input]
+shape = {list(shape)}
+
+[normalize]
+mean = -40.0
+std = 20.0
+
+[features]
+sample_rate = 22050
+n_fft = 2048
+hop_length = 512
+n_mels = 128
+fmin = 0.0
+fmax = 11025.0
+frames = 130
+top_db = 80.0
+
+[provenance]
+trained = "no: fixed random weights (numpy seed), for tests only"
+script = "models/tools/make_tiny_model.py"
+""")
+    print(f"{onnx_path} ({len(data)} bytes, sha256 {digest})")
+
+
+if __name__ == "__main__":
+    write(build(1, 128, 130, 0), ROOT / "models/tiny/tiny.onnx", "tiny-test",
+          (1, 1, 128, 130), "Tiny test model with genrepi's native 1x128x130 input.")
+    # Until a trained model ships, the default manifest points at the tiny one.
+    tiny = (ROOT / "models/tiny/tiny.toml").read_text()
+    (ROOT / "models/default.toml").write_text(
+        "# genrepi's default model (models/default.toml). For now: the tiny UNTRAINED test model.\n"
+        + tiny.replace('model = "tiny.onnx"', 'model = "tiny/tiny.onnx"'))
+    write(build(3, 32, 32, 1), ROOT / "tests/fixtures/models/tiny-rgb.onnx", "tiny-rgb-test",
+          (1, 3, 32, 32), "Tiny test model with a resized 3-channel input (seed-style layout).")

@@ -1,0 +1,84 @@
+//! Audio sources and conversion to the front-end's format.
+//!
+//! Owns where samples come from and how they become mono `f32` at the
+//! model's rate. Every source — a decoded file, a paced replay of one, and
+//! (later) a microphone — implements [`AudioSource`], so the consumer in
+//! [`crate::scheduler`] cannot tell them apart: every replay test is also a
+//! test of the live path downstream of the source.
+
+mod convert;
+mod file;
+
+pub use convert::Conditioner;
+pub use file::FileSource;
+
+use std::time::{Duration, Instant};
+
+use crate::error::Result;
+
+/// Sample rate and channel count of a source's interleaved stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamFormat {
+    /// Frames per second, in Hz.
+    pub sample_rate: u32,
+    /// Interleaved channels per frame.
+    pub channels: usize,
+}
+
+/// A stream of interleaved `f32` samples in `[-1, 1]`.
+pub trait AudioSource {
+    /// The stream's format; fixed for the source's life.
+    fn format(&self) -> StreamFormat;
+
+    /// A name for messages: the file path or device name.
+    fn name(&self) -> &str;
+
+    /// Replaces `buf`'s contents with the next chunk of interleaved samples
+    /// (whole frames). Returns `Ok(false)`, with `buf` empty, at the end.
+    /// Reuses `buf`'s capacity: steady state does not allocate.
+    fn read_chunk(&mut self, buf: &mut Vec<f32>) -> Result<bool>;
+}
+
+/// Releases another source's chunks no faster than real time.
+///
+/// For replaying a file as if it were a microphone: chunk `n` is returned
+/// once the wall clock has passed the stream time at its start.
+pub struct Paced<S> {
+    inner: S,
+    started: Option<Instant>,
+    frames: u64,
+}
+
+impl<S: AudioSource> Paced<S> {
+    /// Wraps `inner`; the clock starts at the first read.
+    pub fn new(inner: S) -> Self {
+        Paced {
+            inner,
+            started: None,
+            frames: 0,
+        }
+    }
+}
+
+impl<S: AudioSource> AudioSource for Paced<S> {
+    fn format(&self) -> StreamFormat {
+        self.inner.format()
+    }
+
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    fn read_chunk(&mut self, buf: &mut Vec<f32>) -> Result<bool> {
+        let started = *self.started.get_or_insert_with(Instant::now);
+        let format = self.inner.format();
+        // A chunk is available once its last frame has been "recorded".
+        let more = self.inner.read_chunk(buf)?;
+        self.frames += (buf.len() / format.channels.max(1)) as u64;
+        let due = Duration::from_secs_f64(self.frames as f64 / format.sample_rate as f64);
+        if let Some(wait) = due.checked_sub(started.elapsed()) {
+            std::thread::sleep(wait);
+        }
+        Ok(more)
+    }
+}

@@ -1,0 +1,23 @@
+//! genrepi: streaming music-genre detection.
+//!
+//! Audio from a file (or, later, a microphone) becomes mono at 22050 Hz,
+//! then rolling log-mel windows, then genre probabilities from a tract-run
+//! ONNX model. The stages, one module each:
+//!
+//! - [`audio`]: sources behind one trait, downmix and resampling;
+//! - [`features`]: the librosa-compatible streaming mel front-end;
+//! - [`model`]: manifest, tract plan, per-worker classifiers;
+//! - [`scheduler`]: the consumer that drives a source through the stages;
+//! - [`output`]: text and JSON lines;
+//! - [`dataset`] and [`eval`]: GTZAN-layout folders, feature export, accuracy.
+
+pub mod audio;
+pub mod dataset;
+pub mod error;
+pub mod eval;
+pub mod features;
+pub mod model;
+pub mod output;
+pub mod scheduler;
+
+pub use error::{Error, Result};

@@ -1,0 +1,344 @@
+//! genrepi's command line: parses arguments, sets up logging, calls the
+//! library and maps the outcome to an exit code (0 ok, 1 failure or some
+//! inputs failed, 2 bad usage).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+
+use genrepi::audio::{AudioSource, FileSource, Paced};
+use genrepi::model::{self, Model};
+use genrepi::output::{Format, Printer};
+use genrepi::scheduler::{Frontend, StageTimes, classify_stream};
+use genrepi::{dataset, eval};
+
+/// Music genre, every second, from a microphone or a file.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    #[command(flatten)]
+    common: Common,
+}
+
+/// Options every command takes.
+#[derive(Args, Debug)]
+struct Common {
+    /// Model manifest (.toml) or ONNX file with a manifest beside it
+    /// [default: $GENREPI_MODEL, else models/default.toml]
+    #[arg(long, global = true, value_name = "PATH")]
+    model: Option<PathBuf>,
+    /// Threads for each inference's matrix products.
+    #[arg(long, global = true, default_value_t = 1, value_name = "N")]
+    threads: usize,
+    /// More log output (-v info, -vv debug); RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    /// Only errors on stderr.
+    #[arg(short, long, global = true)]
+    quiet: bool,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Classify audio files through the streaming path, window by window.
+    Replay {
+        /// Audio files (WAV, FLAC, MP3, OGG/Vorbis, AIFF).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Pace each file at real time, as a microphone would deliver it.
+        #[arg(long)]
+        realtime: bool,
+        /// JSON lines instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Seconds between window starts.
+        #[arg(long, default_value_t = 1.0, value_name = "SECONDS")]
+        hop: f64,
+        /// Print time per stage (decode, resample, features, inference) to stderr.
+        #[arg(long)]
+        timings: bool,
+    },
+    /// Accuracy on a GTZAN-layout folder (DIR/<genre>/<clip>).
+    Eval {
+        /// Dataset folder.
+        dir: PathBuf,
+        /// Also write the full report as JSON.
+        #[arg(long, value_name = "FILE.json")]
+        report: Option<PathBuf>,
+        /// Seconds between window starts [default: one window, no overlap].
+        #[arg(long, value_name = "SECONDS")]
+        hop: Option<f64>,
+        /// Worker threads [default: all cores].
+        #[arg(long, value_name = "N")]
+        jobs: Option<usize>,
+    },
+    /// Write a dataset's windows exactly as the model receives them (.npz).
+    Features {
+        /// Dataset folder in GTZAN layout.
+        dir: PathBuf,
+        /// Output .npz; a .json with labels and clip paths goes beside it.
+        #[arg(long, value_name = "FILE.npz")]
+        out: PathBuf,
+        /// Seconds between window starts [default: one window, no overlap].
+        #[arg(long, value_name = "SECONDS")]
+        hop: Option<f64>,
+        /// Worker threads [default: all cores].
+        #[arg(long, value_name = "N")]
+        jobs: Option<usize>,
+    },
+    /// Describe the model: manifest, input and output, optimised plan.
+    Info,
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    init_logging(&cli.common);
+    match run(cli) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        // A closed pipe (`genrepi replay ... | head`) is the reader's choice, not a failure.
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("genrepi: error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+fn init_logging(common: &Common) {
+    let level = match (common.quiet, common.verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "info",
+        (false, _) => "debug",
+    };
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level))
+        .format_timestamp_millis()
+        .init();
+}
+
+/// Runs the command; `Ok(false)` when some inputs failed.
+fn run(cli: Cli) -> anyhow::Result<bool> {
+    let common = &cli.common;
+    if common.threads == 0 {
+        bail!("--threads must be at least 1");
+    }
+    let manifest = model::locate(common.model.as_deref())?;
+    let model = Model::load(&manifest, common.threads).context("loading the model")?;
+    let jobs = |j: Option<usize>| -> anyhow::Result<usize> {
+        match j {
+            Some(0) => bail!("--jobs must be at least 1"),
+            Some(n) => Ok(n),
+            None => Ok(std::thread::available_parallelism().map_or(1, |n| n.get())),
+        }
+    };
+    match cli.command {
+        Command::Replay {
+            files,
+            realtime,
+            json,
+            hop,
+            timings,
+        } => {
+            let hop_frames = hop_frames(&model, Some(hop))?;
+            let format = if json { Format::Json } else { Format::Text };
+            replay(&model, &files, hop_frames, realtime, format, timings)
+        }
+        Command::Eval {
+            dir,
+            report,
+            hop,
+            jobs: j,
+        } => {
+            let hop_frames = hop_frames(&model, hop)?;
+            let started = Instant::now();
+            let result = eval::evaluate(&model, &dir, hop_frames, jobs(j)?)?;
+            print!("{}", result.to_text());
+            println!("wall time: {:.1} s", started.elapsed().as_secs_f64());
+            if let Some(path) = report {
+                result.write_json(&path)?;
+                log::info!("report written to {}", path.display());
+            }
+            Ok(result.failed.is_empty())
+        }
+        Command::Features {
+            dir,
+            out,
+            hop,
+            jobs: j,
+        } => {
+            let hop_frames = hop_frames(&model, hop)?;
+            let outcome = dataset::export_features(&model, &dir, &out, hop_frames, jobs(j)?)?;
+            println!(
+                "{}: {} windows from {} clips ({} failed)",
+                out.display(),
+                outcome.windows,
+                outcome.clips,
+                outcome.failed.len()
+            );
+            Ok(outcome.failed.is_empty())
+        }
+        Command::Info => {
+            print_info(&model);
+            Ok(true)
+        }
+    }
+}
+
+/// Window hop in STFT frames: `seconds`, or one whole window when `None`.
+fn hop_frames(model: &Model, seconds: Option<f64>) -> anyhow::Result<usize> {
+    let cfg = &model.manifest().features;
+    match seconds {
+        None => Ok(cfg.frames),
+        Some(s) if s.is_finite() && s > 0.0 => Ok(cfg.hop_frames_for(s)),
+        Some(s) => bail!("--hop must be a positive number of seconds, got {s}"),
+    }
+}
+
+fn replay(
+    model: &Arc<Model>,
+    files: &[PathBuf],
+    hop_frames: usize,
+    realtime: bool,
+    format: Format,
+    timings: bool,
+) -> anyhow::Result<bool> {
+    let mut frontend = Frontend::new(&model.manifest().features, hop_frames)?;
+    let mut classifier = model.classifier()?;
+    let stdout = std::io::stdout();
+    let mut printer = Printer::new(stdout.lock(), format, model.labels());
+    let mut all_ok = true;
+    for path in files {
+        let name = path.display().to_string();
+        let result = open_source(path, realtime).and_then(|mut source| {
+            let mut io_error = None;
+            let result = classify_stream(&mut frontend, &mut classifier, source.as_mut(), |p| {
+                if let Err(e) = printer.window(&name, p) {
+                    io_error.get_or_insert(e);
+                }
+            })?;
+            Ok((result, io_error))
+        });
+        match result {
+            Ok((result, io_error)) => {
+                if let Some(e) = io_error {
+                    return Err(e).context("writing results");
+                }
+                printer.verdict(&name, &result).context("writing results")?;
+                if timings {
+                    print_timings(
+                        &name,
+                        &result.stats.times,
+                        result.stats.windows,
+                        result.stats.audio_seconds,
+                    );
+                }
+            }
+            Err(e) => {
+                eprintln!("genrepi: error: {e}");
+                all_ok = false;
+            }
+        }
+    }
+    Ok(all_ok)
+}
+
+fn open_source(path: &Path, realtime: bool) -> genrepi::Result<Box<dyn AudioSource>> {
+    let source = FileSource::open(path)?;
+    Ok(if realtime {
+        Box::new(Paced::new(source))
+    } else {
+        Box::new(source)
+    })
+}
+
+fn print_timings(name: &str, t: &StageTimes, windows: usize, audio_seconds: f64) {
+    let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
+    let total = ms(t.decode) + ms(t.resample) + ms(t.features) + ms(t.inference);
+    eprintln!(
+        "{name}: {audio_seconds:.1} s of audio, {windows} windows: decode {:.1} ms, resample {:.1} ms, \
+         features {:.1} ms, inference {:.1} ms ({:.1} ms/window); total {total:.1} ms ({:.0}x real time)",
+        ms(t.decode),
+        ms(t.resample),
+        ms(t.features),
+        ms(t.inference),
+        ms(t.inference) / windows.max(1) as f64,
+        audio_seconds * 1e3 / total.max(1e-9),
+    );
+}
+
+fn print_info(model: &Model) {
+    let m = model.manifest();
+    let out = std::io::stdout();
+    let mut out = out.lock();
+    let (nodes, ops) = model.plan_summary();
+    let f = &m.features;
+    let _ = writeln!(out, "model:      {}", m.name);
+    let _ = writeln!(out, "manifest:   {}", model.manifest_path().display());
+    let _ = writeln!(
+        out,
+        "onnx:       {} ({:.2} MB, sha256 {})",
+        model.onnx_path().display(),
+        model.onnx_bytes() as f64 / 1e6,
+        m.sha256
+    );
+    let _ = writeln!(out, "labels:     {}", m.labels.join(", "));
+    let _ = writeln!(
+        out,
+        "input:      {:?} f32, normalised (x - {}) / {}",
+        m.input.shape, m.normalize.mean, m.normalize.std
+    );
+    let _ = writeln!(out, "output:     [1, {}] {:?}", m.labels.len(), m.output);
+    let _ = writeln!(
+        out,
+        "features:   {} Hz, n_fft {}, hop {}, {} mels {}-{} Hz, {} frames ({:.2} s), top_db {}",
+        f.sample_rate,
+        f.n_fft,
+        f.hop_length,
+        f.n_mels,
+        f.fmin,
+        f.fmax,
+        f.frames,
+        f.window_seconds(),
+        f.top_db
+    );
+    let _ = writeln!(
+        out,
+        "plan:       {nodes} nodes after optimisation, loaded in {:.0} ms, {} thread(s)",
+        model.load_time().as_secs_f64() * 1e3,
+        model.threads()
+    );
+    for (op, n) in &ops {
+        let _ = writeln!(out, "            {n:4} x {op}");
+    }
+    if !m.provenance.is_empty() {
+        let _ = writeln!(out, "provenance:");
+        for (k, v) in &m.provenance {
+            let _ = writeln!(out, "            {k} = {v}");
+        }
+    }
+}

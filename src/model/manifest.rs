@@ -1,0 +1,175 @@
+//! The TOML manifest that travels beside every ONNX model.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::features::FeatureConfig;
+
+/// What the model's output holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum OutputKind {
+    /// Unnormalised scores: genrepi applies a softmax.
+    #[default]
+    Logits,
+    /// Already probabilities summing to one.
+    Probabilities,
+}
+
+/// Model input tensor: `[1, channels, height, width]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputSpec {
+    /// The input shape. `[1, 1, n_mels, frames]` feeds windows as they are;
+    /// any other height/width gets a bilinear resize (PyTorch
+    /// `interpolate(mode="bilinear", align_corners=False)`), and 3 channels
+    /// get the same image in each (the seed's `3×299×299`).
+    pub shape: [usize; 4],
+}
+
+impl Default for InputSpec {
+    fn default() -> Self {
+        InputSpec {
+            shape: [1, 1, 128, 130],
+        }
+    }
+}
+
+/// Affine normalisation applied to each dB value: `(x - mean) / std`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Normalize {
+    /// Subtracted from each value, in dB.
+    pub mean: f32,
+    /// Divides each centred value, in dB.
+    pub std: f32,
+}
+
+impl Default for Normalize {
+    fn default() -> Self {
+        Normalize {
+            mean: 0.0,
+            std: 1.0,
+        }
+    }
+}
+
+/// A model manifest, `models/NAME.toml`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// Short human name of the model.
+    pub name: String,
+    /// The ONNX file, relative to the manifest's folder.
+    pub model: PathBuf,
+    /// Hex sha256 of the ONNX file, checked at load.
+    pub sha256: String,
+    /// Class labels in output order (GTZAN genre folder names).
+    pub labels: Vec<String>,
+    /// What the output tensor holds.
+    #[serde(default)]
+    pub output: OutputKind,
+    /// Input tensor shape and layout.
+    #[serde(default)]
+    pub input: InputSpec,
+    /// Input normalisation.
+    #[serde(default)]
+    pub normalize: Normalize,
+    /// Front-end parameters the model was trained with.
+    #[serde(default)]
+    pub features: FeatureConfig,
+    /// Where the model came from: data, split, epochs, metrics. Free-form.
+    #[serde(default)]
+    pub provenance: toml::Table,
+}
+
+impl Manifest {
+    /// Reads and validates a manifest file.
+    pub fn read(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let manifest: Manifest = toml::from_str(&text).map_err(|e| Error::Manifest {
+            path: path.to_path_buf(),
+            detail: e.message().to_string(),
+        })?;
+        manifest.validate().map_err(|detail| Error::Manifest {
+            path: path.to_path_buf(),
+            detail,
+        })?;
+        Ok(manifest)
+    }
+
+    /// Checks the manifest on its own (the ONNX file is checked at load).
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        if self.labels.len() < 2 {
+            return Err("needs at least two labels".into());
+        }
+        let mut seen = HashSet::new();
+        if let Some(dup) = self.labels.iter().find(|l| !seen.insert(l.as_str())) {
+            return Err(format!("label {dup:?} appears twice"));
+        }
+        let [batch, channels, height, width] = self.input.shape;
+        if batch != 1 || !(channels == 1 || channels == 3) || height == 0 || width == 0 {
+            return Err(format!(
+                "input shape must be [1, 1 or 3, H, W], got {:?}",
+                self.input.shape
+            ));
+        }
+        if !(self.normalize.std.is_finite() && self.normalize.std != 0.0)
+            || !self.normalize.mean.is_finite()
+        {
+            return Err("normalize.std must be finite and non-zero".into());
+        }
+        if self.sha256.len() != 64 || !self.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err("sha256 must be 64 hex digits".into());
+        }
+        self.features
+            .validate()
+            .map_err(|e| format!("features: {e}"))
+    }
+}
+
+/// Finds the manifest to load: `explicit` (a manifest or an `.onnx` with a
+/// manifest of the same stem beside it), else `$GENREPI_MODEL`, else
+/// `models/default.toml` in the working directory, beside the executable, or
+/// in the source tree genrepi was built from.
+pub fn locate(explicit: Option<&Path>) -> Result<PathBuf> {
+    let chosen = explicit
+        .map(Path::to_path_buf)
+        .or_else(|| std::env::var_os("GENREPI_MODEL").map(PathBuf::from));
+    if let Some(path) = chosen {
+        let manifest = if path.extension().is_some_and(|e| e == "onnx") {
+            path.with_extension("toml")
+        } else {
+            path.clone()
+        };
+        if !manifest.is_file() {
+            return Err(Error::Manifest {
+                path: manifest,
+                detail: format!("not found (model given as {})", path.display()),
+            });
+        }
+        return Ok(manifest);
+    }
+    let mut candidates = vec![PathBuf::from("models/default.toml")];
+    if let Some(dir) = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(Path::to_path_buf))
+    {
+        candidates.push(dir.join("models/default.toml"));
+    }
+    candidates.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("models/default.toml"));
+    candidates
+        .iter()
+        .find(|p| p.is_file())
+        .cloned()
+        .ok_or_else(|| Error::Manifest {
+            path: candidates[0].clone(),
+            detail: "no model given (--model or GENREPI_MODEL) and no default found".into(),
+        })
+}

@@ -1,0 +1,384 @@
+//! The model runtime: manifest, tract plan, and per-worker classifiers.
+//!
+//! A [`Model`] is loaded, checked against its manifest and optimised once,
+//! with a fixed input shape; it is shared (`Arc`) by any number of
+//! [`Classifier`]s, one per worker, each owning its tract state, its input
+//! tensor and its output buffer. Classifying a window fills the same input
+//! tensor in place: no model-sized allocation per window.
+
+pub mod manifest;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+use tract_onnx::prelude::*;
+
+pub use manifest::{InputSpec, Manifest, Normalize, OutputKind, locate};
+
+use crate::error::{Error, Result};
+
+/// Bilinear resampling of one axis: for each output index, two source
+/// indices and the weight of the second (PyTorch `align_corners=False`).
+#[derive(Debug, Clone)]
+struct AxisMap {
+    lo: Vec<usize>,
+    hi: Vec<usize>,
+    frac: Vec<f32>,
+}
+
+impl AxisMap {
+    fn new(from: usize, to: usize) -> Self {
+        let scale = from as f64 / to as f64;
+        let mut map = AxisMap {
+            lo: Vec::with_capacity(to),
+            hi: Vec::with_capacity(to),
+            frac: Vec::with_capacity(to),
+        };
+        for o in 0..to {
+            let src = ((o as f64 + 0.5) * scale - 0.5).max(0.0);
+            let lo = (src.floor() as usize).min(from - 1);
+            map.lo.push(lo);
+            map.hi.push((lo + 1).min(from - 1));
+            map.frac.push((src - lo as f64) as f32);
+        }
+        map
+    }
+}
+
+/// How a window becomes the model's input tensor.
+#[derive(Debug, Clone)]
+enum Layout {
+    /// `[1, 1, n_mels, frames]`: copied as is.
+    Native,
+    /// Resized to `H × W` and repeated over the channels.
+    Resized { rows: AxisMap, cols: AxisMap },
+}
+
+/// A loaded, optimised model and its manifest.
+pub struct Model {
+    manifest: Manifest,
+    manifest_path: PathBuf,
+    onnx_path: PathBuf,
+    onnx_bytes: u64,
+    plan: Arc<TypedRunnableModel>,
+    layout: Layout,
+    load_time: Duration,
+    threads: usize,
+}
+
+impl std::fmt::Debug for Model {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Model")
+            .field("name", &self.manifest.name)
+            .field("onnx", &self.onnx_path)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Hex sha256 of a byte string.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+impl Model {
+    /// Loads the manifest at `manifest_path` and its ONNX file, checks them
+    /// against each other (checksum, input shape, label count) and optimises
+    /// the plan. `threads > 1` runs matrix products on that many threads.
+    pub fn load(manifest_path: &Path, threads: usize) -> Result<Arc<Self>> {
+        let started = Instant::now();
+        let manifest = Manifest::read(manifest_path)?;
+        let dir = manifest_path.parent().unwrap_or(Path::new("."));
+        let onnx_path = dir.join(&manifest.model);
+        let bytes = std::fs::read(&onnx_path).map_err(|source| Error::Read {
+            path: onnx_path.clone(),
+            source,
+        })?;
+        let mismatch = |detail: String| Error::Model {
+            path: onnx_path.clone(),
+            detail,
+        };
+        let digest = sha256_hex(&bytes);
+        if !digest.eq_ignore_ascii_case(&manifest.sha256) {
+            return Err(mismatch(format!(
+                "checksum mismatch: manifest {} says sha256 {}, file has {digest}",
+                manifest_path.display(),
+                manifest.sha256
+            )));
+        }
+        let plan = optimise(&bytes, &manifest, threads).map_err(|e| mismatch(e))?;
+        let [_, _, height, width] = manifest.input.shape;
+        let (n_mels, frames) = (manifest.features.n_mels, manifest.features.frames);
+        let layout = if [height, width] == [n_mels, frames] && manifest.input.shape[1] == 1 {
+            Layout::Native
+        } else {
+            Layout::Resized {
+                rows: AxisMap::new(n_mels, height),
+                cols: AxisMap::new(frames, width),
+            }
+        };
+        let load_time = started.elapsed();
+        log::info!(
+            "model {:?} ({}, {:.1} MB) loaded and optimised in {:.0} ms; input {:?}, {} labels, {} thread(s)",
+            manifest.name,
+            onnx_path.display(),
+            bytes.len() as f64 / 1e6,
+            load_time.as_secs_f64() * 1e3,
+            manifest.input.shape,
+            manifest.labels.len(),
+            threads.max(1),
+        );
+        Ok(Arc::new(Model {
+            manifest,
+            manifest_path: manifest_path.to_path_buf(),
+            onnx_path,
+            onnx_bytes: bytes.len() as u64,
+            plan,
+            layout,
+            load_time,
+            threads: threads.max(1),
+        }))
+    }
+
+    /// The manifest.
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// Class labels, in output order.
+    pub fn labels(&self) -> &[String] {
+        &self.manifest.labels
+    }
+
+    /// Path of the manifest this model was loaded from.
+    pub fn manifest_path(&self) -> &Path {
+        &self.manifest_path
+    }
+
+    /// Path of the ONNX file.
+    pub fn onnx_path(&self) -> &Path {
+        &self.onnx_path
+    }
+
+    /// Size of the ONNX file, in bytes.
+    pub fn onnx_bytes(&self) -> u64 {
+        self.onnx_bytes
+    }
+
+    /// Time taken to load, check and optimise.
+    pub fn load_time(&self) -> Duration {
+        self.load_time
+    }
+
+    /// Matrix-product threads per inference.
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
+    /// Values in one model input: `channels × height × width`.
+    pub fn input_len(&self) -> usize {
+        self.manifest.input.shape.iter().product()
+    }
+
+    /// Node count and operator histogram of the optimised plan.
+    pub fn plan_summary(&self) -> (usize, BTreeMap<String, usize>) {
+        let model = self.plan.model();
+        let mut ops = BTreeMap::new();
+        for node in model.nodes() {
+            *ops.entry(node.op().name().to_string()).or_insert(0) += 1;
+        }
+        (model.nodes().len(), ops)
+    }
+
+    /// Writes a window (mel-major dB values, as [`crate::features::Window`]
+    /// gives them) into `out` exactly as the model receives it: normalised,
+    /// resized and repeated over channels as the manifest says.
+    /// `scratch` is reused between calls.
+    pub fn prepare_input(&self, window: &[f32], out: &mut [f32], scratch: &mut Vec<f32>) {
+        let Normalize { mean, std } = self.manifest.normalize;
+        let inv = 1.0 / std;
+        match &self.layout {
+            Layout::Native => {
+                for (o, &x) in out.iter_mut().zip(window) {
+                    *o = (x - mean) * inv;
+                }
+            }
+            Layout::Resized { rows, cols } => {
+                let frames = self.manifest.features.frames;
+                scratch.clear();
+                scratch.extend(window.iter().map(|&x| (x - mean) * inv));
+                let plane = rows.lo.len() * cols.lo.len();
+                let (first, rest) = out.split_at_mut(plane);
+                for (r, row_out) in first.chunks_exact_mut(cols.lo.len()).enumerate() {
+                    let (r0, r1, fr) = (rows.lo[r], rows.hi[r], rows.frac[r]);
+                    let top = &scratch[r0 * frames..(r0 + 1) * frames];
+                    let bottom = &scratch[r1 * frames..(r1 + 1) * frames];
+                    for (c, o) in row_out.iter_mut().enumerate() {
+                        let (c0, c1, fc) = (cols.lo[c], cols.hi[c], cols.frac[c]);
+                        let t = top[c0] + (top[c1] - top[c0]) * fc;
+                        let b = bottom[c0] + (bottom[c1] - bottom[c0]) * fc;
+                        *o = t + (b - t) * fr;
+                    }
+                }
+                for channel in rest.chunks_exact_mut(plane) {
+                    channel.copy_from_slice(first);
+                }
+            }
+        }
+    }
+
+    /// A classifier for one worker.
+    pub fn classifier(self: &Arc<Self>) -> Result<Classifier> {
+        let state =
+            TypedSimpleState::new(&self.plan).map_err(|e| Error::Inference(e.to_string()))?;
+        let shape = self.manifest.input.shape;
+        let input = Tensor::zero::<f32>(&shape).map_err(|e| Error::Inference(e.to_string()))?;
+        Ok(Classifier {
+            model: Arc::clone(self),
+            state,
+            input: Arc::new(input),
+            scratch: Vec::with_capacity(
+                self.manifest.features.n_mels * self.manifest.features.frames,
+            ),
+            probs: vec![0.0; self.manifest.labels.len()],
+        })
+    }
+}
+
+/// Parses, fixes the input shape, optimises and plans the ONNX model.
+fn optimise(
+    bytes: &[u8],
+    manifest: &Manifest,
+    threads: usize,
+) -> std::result::Result<Arc<TypedRunnableModel>, String> {
+    let shape = manifest.input.shape;
+    let mut model = tract_onnx::onnx()
+        .model_for_read(&mut &bytes[..])
+        .map_err(|e| format!("not a loadable ONNX model: {e}"))?;
+    let declared = model
+        .input_fact(0)
+        .map_err(|e| format!("model has no input: {e}"))?
+        .shape
+        .as_concrete_finite()
+        .ok()
+        .flatten()
+        .map(|s| s.to_vec());
+    if let Some(declared) = declared {
+        if declared.len() != 4 || declared[1..] != shape[1..] {
+            return Err(format!(
+                "model input is {declared:?} but the manifest says {shape:?}"
+            ));
+        }
+    }
+    model = model
+        .with_input_fact(0, f32::fact(shape).into())
+        .map_err(|e| format!("cannot set input shape {shape:?}: {e}"))?;
+    let typed = model
+        .into_optimized()
+        .map_err(|e| format!("cannot optimise for input {shape:?}: {e}"))?;
+    let out = typed
+        .output_fact(0)
+        .map_err(|e| format!("model has no output: {e}"))?;
+    let classes = out.shape.as_concrete().and_then(|s| s.last().copied());
+    if classes != Some(manifest.labels.len()) {
+        return Err(format!(
+            "model output shape is {:?} but the manifest has {} labels",
+            out.shape,
+            manifest.labels.len()
+        ));
+    }
+    let options = RunOptions {
+        executor: (threads > 1).then(|| multithread::Executor::multithread(threads)),
+        ..RunOptions::default()
+    };
+    typed
+        .into_runnable_with_options(&options)
+        .map_err(|e| format!("cannot plan: {e}"))
+}
+
+/// One worker's inference state: a tract state plus reusable buffers.
+pub struct Classifier {
+    model: Arc<Model>,
+    state: TypedSimpleState,
+    input: Arc<Tensor>,
+    scratch: Vec<f32>,
+    probs: Vec<f32>,
+}
+
+impl Classifier {
+    /// The model this classifier runs.
+    pub fn model(&self) -> &Arc<Model> {
+        &self.model
+    }
+
+    /// Classifies one window (mel-major dB values); returns class
+    /// probabilities in label order.
+    pub fn classify(&mut self, window: &[f32]) -> Result<&[f32]> {
+        let fail = |e: TractError| Error::Inference(e.to_string());
+        // The previous run's value has been dropped, so this does not copy.
+        let input = Arc::make_mut(&mut self.input);
+        let mut view = input.to_plain_array_view_mut::<f32>().map_err(fail)?;
+        let slice = view
+            .as_slice_mut()
+            .ok_or_else(|| Error::Inference("input tensor is not contiguous".into()))?;
+        self.model.prepare_input(window, slice, &mut self.scratch);
+        let outputs = self
+            .state
+            .run(tvec![TValue::from_const(Arc::clone(&self.input))])
+            .map_err(fail)?;
+        let view = outputs[0].to_plain_array_view::<f32>().map_err(fail)?;
+        for (p, &x) in self.probs.iter_mut().zip(view.iter()) {
+            *p = x;
+        }
+        if self.model.manifest.output == OutputKind::Logits {
+            softmax(&mut self.probs);
+        }
+        Ok(&self.probs)
+    }
+}
+
+/// In-place numerically stable softmax.
+pub fn softmax(xs: &mut [f32]) {
+    let max = xs.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut sum = 0.0;
+    for x in xs.iter_mut() {
+        *x = (*x - max).exp();
+        sum += *x;
+    }
+    for x in xs.iter_mut() {
+        *x /= sum;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn axis_map_matches_pytorch_bilinear() {
+        // torch.nn.functional.interpolate(x, size=4, mode="linear",
+        // align_corners=False) on [0, 1]: [0, 0.25, 0.75, 1].
+        let m = AxisMap::new(2, 4);
+        let x = [0.0f32, 1.0];
+        let y: Vec<f32> = (0..4)
+            .map(|o| x[m.lo[o]] + (x[m.hi[o]] - x[m.lo[o]]) * m.frac[o])
+            .collect();
+        assert_eq!(y, vec![0.0, 0.25, 0.75, 1.0]);
+        let same = AxisMap::new(5, 5);
+        assert!(same.frac.iter().all(|&f| f == 0.0));
+        assert_eq!(same.lo, vec![0, 1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn softmax_sums_to_one_and_keeps_order() {
+        let mut xs = [1.0, 3.0, 2.0, -1000.0];
+        softmax(&mut xs);
+        assert!((xs.iter().sum::<f32>() - 1.0).abs() < 1e-6);
+        assert!(xs[1] > xs[2] && xs[2] > xs[0] && xs[3] >= 0.0);
+    }
+}

@@ -1,0 +1,264 @@
+//! The consumer that every source feeds: source → conditioner → mel → model.
+//!
+//! [`Frontend`] drives one [`AudioSource`] to its end, turning chunks into
+//! mono at the model's rate and then into windows, and times each stage.
+//! [`classify_stream`] puts a [`Classifier`] behind it. Replay, evaluation,
+//! feature export and (later) live capture all go through here, so they
+//! cannot disagree about what a window is.
+//!
+//! Offline, the source is pulled only as fast as windows are consumed, so
+//! nothing queues: the only buffers are the chunk, the resampler block and
+//! the mel stream's frame ring, all sized at start.
+
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::audio::{AudioSource, Conditioner};
+use crate::error::{Error, Result};
+use crate::features::{FeatureConfig, MelStream, Window};
+use crate::model::Classifier;
+
+/// Wall time spent in each stage of a stream.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct StageTimes {
+    /// Reading and decoding the source.
+    pub decode: Duration,
+    /// Downmixing and resampling.
+    pub resample: Duration,
+    /// STFT, mel and dB.
+    pub features: Duration,
+    /// Preparing the input and running the model.
+    pub inference: Duration,
+}
+
+impl StageTimes {
+    /// Adds another stream's times to these.
+    pub fn add(&mut self, other: &StageTimes) {
+        self.decode += other.decode;
+        self.resample += other.resample;
+        self.features += other.features;
+        self.inference += other.inference;
+    }
+}
+
+/// What a stream amounted to.
+#[derive(Debug, Clone, Default)]
+pub struct StreamStats {
+    /// Audio consumed, in seconds at the source's rate.
+    pub audio_seconds: f64,
+    /// Windows produced.
+    pub windows: usize,
+    /// Whether the audio was shorter than one window and padded with silence.
+    pub padded: bool,
+    /// Time per stage.
+    pub times: StageTimes,
+}
+
+/// Source-to-windows driver for one worker; reusable across streams.
+pub struct Frontend {
+    mel: MelStream,
+    chunk: Vec<f32>,
+}
+
+impl Frontend {
+    /// A front-end with windows every `hop_frames` STFT frames.
+    pub fn new(cfg: &FeatureConfig, hop_frames: usize) -> Result<Self> {
+        Ok(Frontend {
+            mel: MelStream::new(cfg, hop_frames)?,
+            chunk: Vec::new(),
+        })
+    }
+
+    /// The feature parameters.
+    pub fn config(&self) -> &FeatureConfig {
+        self.mel.config()
+    }
+
+    /// Reads `source` to its end and calls `on_window` for each window.
+    ///
+    /// Audio shorter than one window is padded with silence to one window
+    /// (and reported as `padded`); a source with no samples, or with a NaN or
+    /// infinite sample, is an error. Time spent inside `on_window` is counted
+    /// as `inference`.
+    pub fn run(
+        &mut self,
+        source: &mut dyn AudioSource,
+        on_window: &mut dyn FnMut(Window<'_>) -> Result<()>,
+    ) -> Result<StreamStats> {
+        let format = source.format();
+        let cfg = self.mel.config().clone();
+        let mut conditioner =
+            Conditioner::new(format.sample_rate, format.channels, cfg.sample_rate)?;
+        self.mel.reset();
+        let mut stats = StreamStats::default();
+        let mut frames_in: u64 = 0;
+        let mut feeder = Feeder {
+            mel: &mut self.mel,
+            on_window,
+            windows: 0,
+            mono_out: 0,
+            mel_time: Duration::ZERO,
+            sink_time: Duration::ZERO,
+            failed: None,
+        };
+        loop {
+            let t = Instant::now();
+            let more = source.read_chunk(&mut self.chunk)?;
+            stats.times.decode += t.elapsed();
+            if !more {
+                break;
+            }
+            if let Some(i) = self.chunk.iter().position(|x| !x.is_finite()) {
+                let frame = frames_in + (i / format.channels) as u64;
+                return Err(Error::NonFinite {
+                    what: source.name().to_string(),
+                    seconds: frame as f64 / format.sample_rate as f64,
+                });
+            }
+            frames_in += (self.chunk.len() / format.channels) as u64;
+            let t = Instant::now();
+            conditioner.process(&self.chunk, |mono| feeder.feed(mono));
+            stats.times.resample += t.elapsed();
+            if let Some(e) = feeder.failed.take() {
+                return Err(e);
+            }
+        }
+        let t = Instant::now();
+        conditioner.finish(|mono| feeder.feed(mono));
+        stats.times.resample += t.elapsed();
+        if frames_in == 0 {
+            return Err(Error::Empty {
+                what: source.name().to_string(),
+            });
+        }
+        let window_samples = cfg.window_samples() as u64;
+        if feeder.windows == 0 && feeder.mono_out < window_samples {
+            log::warn!(
+                "{}: {:.2} s is shorter than one window ({:.2} s); padded with silence",
+                source.name(),
+                feeder.mono_out as f64 / cfg.sample_rate as f64,
+                cfg.window_seconds()
+            );
+            let silence = vec![0.0; (window_samples - feeder.mono_out) as usize];
+            let t = Instant::now();
+            feeder.feed(&silence);
+            stats.times.resample += t.elapsed();
+            stats.padded = true;
+        }
+        if let Some(e) = feeder.failed.take() {
+            return Err(e);
+        }
+        // `resample` so far includes the mel stream's time, which includes the sink's.
+        stats.windows = feeder.windows;
+        stats.times.resample = stats.times.resample.saturating_sub(feeder.mel_time);
+        stats.times.features = feeder.mel_time.saturating_sub(feeder.sink_time);
+        stats.times.inference = feeder.sink_time;
+        stats.audio_seconds = frames_in as f64 / format.sample_rate as f64;
+        Ok(stats)
+    }
+}
+
+/// Carries mono samples into the mel stream and windows out to the sink,
+/// timing both and holding the sink's first error.
+struct Feeder<'a, 'b> {
+    mel: &'a mut MelStream,
+    on_window: &'a mut (dyn FnMut(Window<'_>) -> Result<()> + 'b),
+    windows: usize,
+    mono_out: u64,
+    mel_time: Duration,
+    sink_time: Duration,
+    failed: Option<Error>,
+}
+
+impl Feeder<'_, '_> {
+    fn feed(&mut self, mono: &[f32]) {
+        self.mono_out += mono.len() as u64;
+        let start = Instant::now();
+        let (on_window, failed) = (&mut self.on_window, &mut self.failed);
+        let (windows, sink_time) = (&mut self.windows, &mut self.sink_time);
+        self.mel.push(mono, |w| {
+            if failed.is_some() {
+                return;
+            }
+            *windows += 1;
+            let t = Instant::now();
+            if let Err(e) = on_window(w) {
+                *failed = Some(e);
+            }
+            *sink_time += t.elapsed();
+        });
+        self.mel_time += start.elapsed();
+    }
+}
+
+/// One classified window.
+#[derive(Debug)]
+pub struct Prediction<'a> {
+    /// Window number in the stream, from 0.
+    pub index: usize,
+    /// Window start, in seconds from the start of the stream.
+    pub start_s: f64,
+    /// Window end, in seconds.
+    pub end_s: f64,
+    /// Class probabilities in label order.
+    pub probs: &'a [f32],
+    /// Time to prepare the input and run the model.
+    pub latency: Duration,
+}
+
+/// A classified stream: its statistics and the mean of its windows'
+/// probabilities.
+#[derive(Debug, Clone)]
+pub struct StreamResult {
+    /// Stage times and counts.
+    pub stats: StreamStats,
+    /// Mean class probabilities over all windows, in label order.
+    pub mean_probs: Vec<f32>,
+}
+
+/// Runs `source` through `frontend` and `classifier`, calling
+/// `on_prediction` for every window.
+pub fn classify_stream(
+    frontend: &mut Frontend,
+    classifier: &mut Classifier,
+    source: &mut dyn AudioSource,
+    mut on_prediction: impl FnMut(&Prediction<'_>),
+) -> Result<StreamResult> {
+    let cfg = frontend.config().clone();
+    let mut sums = vec![0.0f64; classifier.model().labels().len()];
+    let mut index = 0;
+    let stats = frontend.run(source, &mut |w| {
+        let t = Instant::now();
+        let probs = classifier.classify(w.values)?;
+        let latency = t.elapsed();
+        for (s, &p) in sums.iter_mut().zip(probs) {
+            *s += p as f64;
+        }
+        let start_s = w.first_frame as f64 * cfg.frame_seconds();
+        on_prediction(&Prediction {
+            index,
+            start_s,
+            end_s: start_s + cfg.window_seconds(),
+            probs,
+            latency,
+        });
+        index += 1;
+        Ok(())
+    })?;
+    let n = stats.windows.max(1) as f64;
+    Ok(StreamResult {
+        mean_probs: sums.iter().map(|s| (s / n) as f32).collect(),
+        stats,
+    })
+}
+
+/// Index of the largest value (the first, on ties).
+pub fn argmax(xs: &[f32]) -> usize {
+    xs.iter()
+        .enumerate()
+        .fold((0, f32::NEG_INFINITY), |(bi, bv), (i, &v)| {
+            if v > bv { (i, v) } else { (bi, bv) }
+        })
+        .0
+}
