@@ -148,8 +148,8 @@ impl Resampling {
         };
         let skip = self.delay_left.min(produced);
         self.delay_left -= skip;
-        let room = limit.saturating_sub(self.out_frames) as usize;
-        let end = produced.min(skip + room);
+        let room = usize::try_from(limit.saturating_sub(self.out_frames)).unwrap_or(usize::MAX);
+        let end = produced.min(skip.saturating_add(room));
         if end > skip {
             self.out_frames += (end - skip) as u64;
             emit(&self.out[skip..end]);
@@ -186,14 +186,22 @@ mod tests {
         for chunk in [1, 480, 4096] {
             let out = convert(48_000, 1, 22_050, &input, chunk);
             assert_eq!(out.len(), 22_050, "chunk {chunk}");
-            // Compare away from the edges with the ideal signal.
+            // Away from the edges: amplitude kept (RMS of a unit sine is
+            // 1/sqrt 2), and aligned within rubato's whole-sample delay
+            // compensation (half a sample of 440 Hz is at most 0.063).
+            let mid = &out[2000..20000];
+            let rms = (mid.iter().map(|x| x * x).sum::<f32>() / mid.len() as f32).sqrt();
+            assert!(
+                (rms - std::f32::consts::FRAC_1_SQRT_2).abs() < 1e-3,
+                "chunk {chunk}: rms {rms}"
+            );
             let err = (2000..20000)
                 .map(|i| {
                     let ideal = (2.0 * std::f32::consts::PI * 440.0 * i as f32 / 22_050.0).sin();
                     (out[i] - ideal).abs()
                 })
                 .fold(0.0f32, f32::max);
-            assert!(err < 1e-3, "chunk {chunk}: max error {err}");
+            assert!(err < 0.065, "chunk {chunk}: max error {err}");
         }
     }
 

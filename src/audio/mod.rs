@@ -82,3 +82,65 @@ impl<S: AudioSource> AudioSource for Paced<S> {
         Ok(more)
     }
 }
+
+/// Samples already in memory, handed out in chunks of chosen sizes.
+///
+/// For tests and benchmarks: the chunk sizes cycle, so the same audio can
+/// arrive whole, frame by frame, or in irregular pieces.
+pub struct MemorySource {
+    name: String,
+    format: StreamFormat,
+    samples: Vec<f32>,
+    chunk_frames: Vec<usize>,
+    pos: usize,
+    turn: usize,
+}
+
+impl MemorySource {
+    /// `samples` interleaved in `format`, released `chunk_frames[i % len]`
+    /// frames at a time (an empty list releases everything at once).
+    pub fn new(
+        name: &str,
+        format: StreamFormat,
+        samples: Vec<f32>,
+        chunk_frames: Vec<usize>,
+    ) -> Self {
+        MemorySource {
+            name: name.to_string(),
+            format,
+            samples,
+            chunk_frames,
+            pos: 0,
+            turn: 0,
+        }
+    }
+}
+
+impl AudioSource for MemorySource {
+    fn format(&self) -> StreamFormat {
+        self.format
+    }
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn read_chunk(&mut self, buf: &mut Vec<f32>) -> Result<bool> {
+        buf.clear();
+        if self.pos >= self.samples.len() {
+            return Ok(false);
+        }
+        let frames = match self.chunk_frames.len() {
+            0 => usize::MAX,
+            n => self.chunk_frames[self.turn % n].max(1),
+        };
+        self.turn += 1;
+        let end = self.samples.len().min(
+            self.pos
+                .saturating_add(frames.saturating_mul(self.format.channels)),
+        );
+        buf.extend_from_slice(&self.samples[self.pos..end]);
+        self.pos = end;
+        Ok(true)
+    }
+}
