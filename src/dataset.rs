@@ -36,9 +36,9 @@ pub struct Clip {
 /// Lists the clips of a GTZAN-layout folder, sorted by genre then file name.
 pub fn scan(dir: &Path, labels: &[String]) -> Result<Vec<Clip>> {
     let read_dir = |d: &Path| {
-        std::fs::read_dir(d).map_err(|source| Error::Read {
+        std::fs::read_dir(d).map_err(|cause| Error::Read {
             path: d.to_path_buf(),
-            source,
+            cause,
         })
     };
     let mut clips = Vec::new();
@@ -74,14 +74,11 @@ pub fn scan(dir: &Path, labels: &[String]) -> Result<Vec<Clip>> {
         clips.extend(files.into_iter().map(|path| Clip { path, label }));
     }
     if clips.is_empty() {
-        return Err(Error::Read {
+        return Err(Error::Dataset {
             path: dir.to_path_buf(),
-            source: std::io::Error::new(
-                std::io::ErrorKind::NotFound,
-                format!(
-                    "no audio clips in genre folders named {}",
-                    labels.join(", ")
-                ),
+            detail: format!(
+                "no audio clips in genre folders named {} (expected DIR/<genre>/<clip>)",
+                labels.join(", ")
             ),
         });
     }

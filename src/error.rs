@@ -10,12 +10,20 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A file could not be opened or read.
-    #[error("{}: cannot read: {source}", path.display())]
+    #[error("{}: cannot read: {cause}", path.display())]
     Read {
         /// The file.
         path: PathBuf,
         /// The operating system's reason.
-        source: std::io::Error,
+        cause: std::io::Error,
+    },
+    /// A dataset folder is not in GTZAN layout.
+    #[error("{}: {detail}", path.display())]
+    Dataset {
+        /// The folder.
+        path: PathBuf,
+        /// What is missing.
+        detail: String,
     },
     /// A file could not be written.
     #[error("{}: cannot write: {detail}", path.display())]

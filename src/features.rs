@@ -99,7 +99,7 @@ impl FeatureConfig {
                 self.fmin, self.fmax
             ));
         }
-        if !(self.top_db > 0.0) {
+        if self.top_db.is_nan() || self.top_db <= 0.0 {
             return Err("top_db must be positive".into());
         }
         Ok(())
@@ -326,7 +326,9 @@ impl MelStream {
             return None;
         }
         let first = self.frames_done - frames;
-        (first % self.hop_frames as u64 == 0).then_some(first)
+        first
+            .is_multiple_of(self.hop_frames as u64)
+            .then_some(first)
     }
 
     /// Writes the ring's frames, oldest first, as a referenced window.

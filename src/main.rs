@@ -136,7 +136,9 @@ fn init_logging(common: &Common) {
         (false, 1) => "info",
         (false, _) => "debug",
     };
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level))
+    // symphonia logs failed probes as errors; genrepi reports those itself.
+    let filter = format!("{level},symphonia_core=off,symphonia=off");
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(filter))
         .format_timestamp_millis()
         .init();
 }

@@ -30,9 +30,9 @@ impl FileSource {
     /// Opens and probes `path`; fails if it holds no decodable audio track.
     pub fn open(path: &Path) -> Result<Self> {
         let name = path.display().to_string();
-        let file = File::open(path).map_err(|source| Error::Read {
+        let file = File::open(path).map_err(|cause| Error::Read {
             path: path.to_path_buf(),
-            source,
+            cause,
         })?;
         let len = file.metadata().map(|m| m.len()).unwrap_or(0);
         if len == 0 {

@@ -89,9 +89,9 @@ pub struct Manifest {
 impl Manifest {
     /// Reads and validates a manifest file.
     pub fn read(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
+        let text = std::fs::read_to_string(path).map_err(|cause| Error::Read {
             path: path.to_path_buf(),
-            source,
+            cause,
         })?;
         let manifest: Manifest = toml::from_str(&text).map_err(|e| Error::Manifest {
             path: path.to_path_buf(),
@@ -120,10 +120,11 @@ impl Manifest {
                 self.input.shape
             ));
         }
-        if !(self.normalize.std.is_finite() && self.normalize.std != 0.0)
-            || !self.normalize.mean.is_finite()
-        {
-            return Err("normalize.std must be finite and non-zero".into());
+        let Normalize { mean, std } = self.normalize;
+        if !(std.is_finite() && std != 0.0 && mean.is_finite()) {
+            return Err(
+                "normalize.mean must be finite and normalize.std finite and non-zero".into(),
+            );
         }
         if self.sha256.len() != 64 || !self.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err("sha256 must be 64 hex digits".into());

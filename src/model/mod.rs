@@ -95,9 +95,9 @@ impl Model {
         let manifest = Manifest::read(manifest_path)?;
         let dir = manifest_path.parent().unwrap_or(Path::new("."));
         let onnx_path = dir.join(&manifest.model);
-        let bytes = std::fs::read(&onnx_path).map_err(|source| Error::Read {
+        let bytes = std::fs::read(&onnx_path).map_err(|cause| Error::Read {
             path: onnx_path.clone(),
-            source,
+            cause,
         })?;
         let mismatch = |detail: String| Error::Model {
             path: onnx_path.clone(),
@@ -111,7 +111,7 @@ impl Model {
                 manifest.sha256
             )));
         }
-        let plan = optimise(&bytes, &manifest, threads).map_err(|e| mismatch(e))?;
+        let plan = optimise(&bytes, &manifest, threads).map_err(mismatch)?;
         let [_, _, height, width] = manifest.input.shape;
         let (n_mels, frames) = (manifest.features.n_mels, manifest.features.frames);
         let layout = if [height, width] == [n_mels, frames] && manifest.input.shape[1] == 1 {
@@ -268,12 +268,12 @@ fn optimise(
         .ok()
         .flatten()
         .map(|s| s.to_vec());
-    if let Some(declared) = declared {
-        if declared.len() != 4 || declared[1..] != shape[1..] {
-            return Err(format!(
-                "model input is {declared:?} but the manifest says {shape:?}"
-            ));
-        }
+    if let Some(declared) = declared
+        && (declared.len() != 4 || declared[1..] != shape[1..])
+    {
+        return Err(format!(
+            "model input is {declared:?} but the manifest says {shape:?}"
+        ));
     }
     model = model
         .with_input_fact(0, f32::fact(shape).into())
