@@ -95,3 +95,24 @@ pub fn temp_dir(test: &str) -> PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+/// The Python for test-time references: the project's `.venv` (made by
+/// `scripts/setup-debian.sh --dev`) when present, else `python3`.
+pub fn python() -> PathBuf {
+    let venv = repo(".venv/bin/python3");
+    if venv.is_file() {
+        venv
+    } else {
+        PathBuf::from("python3")
+    }
+}
+
+/// Skips a test that needs Python packages, unless running in CI (`CI` set),
+/// where their absence is a set-up bug and fails the test.
+pub fn skip_without_python(what: &str) {
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{what} is required in CI (scripts/setup-debian.sh --dev installs it)"
+    );
+    eprintln!("SKIPPED: {what} is not available");
+}
