@@ -9,7 +9,8 @@
 //! - [`model`]: manifest, tract plan, per-worker classifiers;
 //! - [`scheduler`]: the consumer that drives a source through the stages;
 //! - [`output`]: text and JSON lines;
-//! - [`dataset`] and [`eval`]: GTZAN-layout folders, feature export, accuracy.
+//! - [`dataset`] and [`eval`]: GTZAN-layout folders, feature export, accuracy;
+//! - [`platform`]: the CPU features that decide tract's kernels.
 
 pub mod audio;
 pub mod dataset;
@@ -18,6 +19,7 @@ pub mod eval;
 pub mod features;
 pub mod model;
 pub mod output;
+pub mod platform;
 pub mod scheduler;
 
 pub use error::{Error, Result};

@@ -337,6 +337,19 @@ fn print_info(model: &Model) {
     for (op, n) in &ops {
         let _ = writeln!(out, "            {n:4} x {op}");
     }
+    let platform = genrepi::platform::Platform::detect();
+    let board = platform
+        .board
+        .as_deref()
+        .map(|b| format!(", {b}"))
+        .unwrap_or_default();
+    let _ = writeln!(out, "cpu:        {}{board}", platform.arch);
+    for f in &platform.features {
+        let mark = if f.present { "yes" } else { "no " };
+        let _ = writeln!(out, "            {mark} {:<11} {}", f.name, f.meaning);
+    }
+    let (variant, why) = platform.expected_fastest_variant();
+    let _ = writeln!(out, "fastest:    {variant} expected here ({why})");
     if !m.provenance.is_empty() {
         let _ = writeln!(out, "provenance:");
         for (k, v) in &m.provenance {

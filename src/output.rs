@@ -1,7 +1,8 @@
 //! What genrepi prints: one line per window and a verdict per stream, as
 //! text for people or JSON lines for programs.
 //!
-//! Owns formatting only; writes go to any `io::Write`, flushed per line so a
+//! Probabilities in JSON keep full `f32` precision (shortest round-trip
+//! form). Owns formatting only; writes go to any `io::Write`, flushed per line so a
 //! pipe sees each result as it happens.
 
 use std::io::Write;
@@ -40,7 +41,7 @@ impl<W: Write> Printer<W> {
         self.labels
             .iter()
             .zip(probs)
-            .map(|(l, &p)| (l.clone(), json!(round4(p))))
+            .map(|(l, &p)| (l.clone(), json!(p)))
             .collect()
     }
 
@@ -56,8 +57,8 @@ impl<W: Write> Printer<W> {
             Format::Json => {
                 let line = json!({
                     "file": file,
-                    "start_s": round4(p.start_s as f32),
-                    "end_s": round4(p.end_s as f32),
+                    "start_s": round4(p.start_s),
+                    "end_s": round4(p.end_s),
                     "top": self.labels[top],
                     "probs": self.probs_map(p.probs),
                 });
@@ -97,7 +98,7 @@ impl<W: Write> Printer<W> {
     }
 }
 
-/// Rounds to 4 decimals for compact JSON.
-fn round4(x: f32) -> f64 {
-    (x as f64 * 1e4).round() / 1e4
+/// Seconds rounded to 0.1 ms, for readable JSON.
+fn round4(x: f64) -> f64 {
+    (x * 1e4).round() / 1e4
 }

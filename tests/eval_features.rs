@@ -18,12 +18,7 @@ use common::{Rng, repo, temp_dir, write_wav_i16};
 const GENRES: [&str; 3] = ["blues", "jazz", "rock"];
 
 fn genrepi(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_genrepi"))
-        .args(args)
-        .env_remove("GENREPI_MODEL")
-        .env_remove("RUST_LOG")
-        .output()
-        .unwrap();
+    let out = common::genrepi().args(args).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
     assert!(!stderr.contains("panicked"), "{stderr}");
     (
@@ -205,19 +200,19 @@ fn features_file_loads_in_numpy() {
     let check = "import numpy as np, sys; d = np.load(sys.argv[1]); \
                  assert d['x'].shape == (12, 1, 128, 130) and d['x'].dtype == np.float32; \
                  assert d['y'].dtype == np.int64; print('ok')";
-    match Command::new("python3")
+    match Command::new(common::python())
         .args(["-c", check, s(&out)])
         .output()
     {
         Ok(o) if o.status.success() => assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "ok"),
         Ok(o) if String::from_utf8_lossy(&o.stderr).contains("No module named 'numpy'") => {
-            eprintln!("SKIPPED: numpy is not installed")
+            common::skip_without_python("numpy")
         }
         Ok(o) => panic!(
             "numpy could not read the file: {}",
             String::from_utf8_lossy(&o.stderr)
         ),
-        Err(_) => eprintln!("SKIPPED: python3 is not installed"),
+        Err(_) => common::skip_without_python("python3"),
     }
 }
 

@@ -116,3 +116,31 @@ pub fn skip_without_python(what: &str) {
     );
     eprintln!("SKIPPED: {what} is not available");
 }
+
+/// A command running the genrepi binary under test, with a clean
+/// environment for model lookup and logging.
+///
+/// Cross-built aarch64 tests run under qemu-user without binfmt: the test
+/// process can only start the aarch64 binary through `qemu-aarch64` (used
+/// when the binary does not start natively).
+pub fn genrepi() -> std::process::Command {
+    use std::process::Command;
+    use std::sync::OnceLock;
+    static NEEDS_QEMU: OnceLock<bool> = OnceLock::new();
+    let bin = env!("CARGO_BIN_EXE_genrepi");
+    let needs_qemu = *NEEDS_QEMU.get_or_init(|| {
+        // Under qemu-user a failed exec shows as an error or as exit 127.
+        let native = Command::new(bin).arg("--version").output();
+        cfg!(target_arch = "aarch64")
+            && !matches!(native, Ok(o) if o.status.success() && o.stdout.starts_with(b"genrepi"))
+    });
+    let mut cmd = if needs_qemu {
+        let mut c = Command::new("qemu-aarch64");
+        c.arg(bin);
+        c
+    } else {
+        Command::new(bin)
+    };
+    cmd.env_remove("GENREPI_MODEL").env_remove("RUST_LOG");
+    cmd
+}

@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Checks the aarch64 release binary (after cross/build-aarch64.sh or
+# `cargo test --release --target aarch64-unknown-linux-gnu`):
+#   1. its size stripped, its dynamic libraries (libc, libm, libgcc_s and
+#      libasound2 at most) and the newest glibc symbol version it needs (<= 2.36,
+#      Raspberry Pi OS bookworm);
+#   2. that it replays a real clip under qemu with the default model and agrees
+#      with the x86_64 build window by window: same top genre everywhere and
+#      probabilities within 1e-3.
+#
+#     bash cross/verify-aarch64.sh [X86_BINARY] [CLIP]
+# X86_BINARY defaults to target/release/genrepi, else target/debug/genrepi;
+# CLIP to ../shared/gtzan-mini/rock/rock.00000.wav, else generated audio.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+arm=target/aarch64-unknown-linux-gnu/release/genrepi
+x86=${1:-}
+if [ -z "$x86" ]; then
+  for b in target/release/genrepi target/debug/genrepi; do [ -x "$b" ] && x86=$b && break; done
+fi
+clip=${2:-../shared/gtzan-mini/rock/rock.00000.wav}
+[ -x "$arm" ] || { echo "verify: $arm missing: build it first (cross/build-aarch64.sh)"; exit 1; }
+[ -n "$x86" ] && [ -x "$x86" ] || { echo "verify: no x86_64 genrepi binary: cargo build first"; exit 1; }
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+aarch64-linux-gnu-strip -o "$work/genrepi" "$arm"
+echo "verify: aarch64 release binary $(stat -c %s "$arm") bytes, stripped $(stat -c %s "$work/genrepi") bytes"
+
+needed=$(aarch64-linux-gnu-readelf -d "$arm" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p' | sort | tr '\n' ' ')
+echo "verify: dynamic libraries: $needed"
+for lib in $needed; do
+  case $lib in
+    libc.so.6|libm.so.6|libgcc_s.so.1|libasound.so.2|ld-linux-aarch64.so.1) ;;
+    *) echo "verify: FAIL: unexpected dynamic library $lib"; exit 1 ;;
+  esac
+done
+glibc=$(aarch64-linux-gnu-objdump -T "$arm" | grep -o 'GLIBC_[0-9.]*' | sort -uV | tail -1)
+echo "verify: newest glibc symbol version required: $glibc"
+if [ "$(printf '%s\nGLIBC_2.36\n' "$glibc" | sort -V | tail -1)" != "GLIBC_2.36" ]; then
+  echo "verify: FAIL: needs $glibc, newer than Raspberry Pi OS bookworm's 2.36"
+  exit 1
+fi
+
+if [ ! -f "$clip" ]; then
+  echo "verify: $clip absent; generating 12 s of test audio"
+  python3 - "$work/clip.wav" <<'PY'
+import math, random, struct, sys, wave
+random.seed(1)
+with wave.open(sys.argv[1], "wb") as w:
+    w.setnchannels(1); w.setsampwidth(2); w.setframerate(22050)
+    frames = bytearray()
+    for i in range(22050 * 12):
+        t = i / 22050
+        x = 0.3 * math.sin(2 * math.pi * 220 * t) * (1 + math.sin(2 * math.pi * 2 * t)) + 0.1 * random.uniform(-1, 1)
+        frames += struct.pack("<h", int(x * 20000))
+    w.writeframes(bytes(frames))
+PY
+  clip=$work/clip.wav
+fi
+start=$(date +%s)
+qemu-aarch64 "$arm" replay --json "$clip" > "$work/arm.jsonl"
+echo "verify: aarch64 replay under qemu took $(( $(date +%s) - start )) s"
+"$x86" replay --json "$clip" > "$work/x86.jsonl"
+python3 - "$work/x86.jsonl" "$work/arm.jsonl" <<'PY'
+import json, sys
+x86 = [json.loads(l) for l in open(sys.argv[1])]
+arm = [json.loads(l) for l in open(sys.argv[2])]
+assert len(x86) == len(arm), f"{len(x86)} vs {len(arm)} lines"
+windows = [(a, b) for a, b in zip(x86, arm) if "top" in a]
+worst = max(abs(a["probs"][k] - b["probs"][k]) for a, b in windows for k in a["probs"])
+same_top = all(a["top"] == b["top"] for a, b in windows)
+print(f"verify: x86_64 vs aarch64 replay: {len(windows)} windows, max probability difference {worst:.2e}, "
+      f"top genre identical in every window: {same_top}")
+if worst > 1e-3 or not same_top:
+    sys.exit("verify: FAIL: aarch64 and x86_64 disagree")
+PY
+echo "verify: ok"
