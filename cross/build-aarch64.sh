@@ -36,6 +36,6 @@ rustup target list --installed | grep -qx "$TARGET" || rustup target add "$TARGE
 
 [ "${1:-}" = "--no-build" ] && exit 0
 cargo build --release --target "$TARGET"
-bin=target/$TARGET/release/genrepi
+bin=${CARGO_TARGET_DIR:-target}/$TARGET/release/genrepi
 aarch64-linux-gnu-strip -o "$bin.stripped" "$bin"
 echo "cross: $bin.stripped ($(stat -c %s "$bin.stripped") bytes, stripped)"

@@ -9,14 +9,16 @@
 #      probabilities within 1e-3.
 #
 #     bash cross/verify-aarch64.sh [X86_BINARY] [CLIP]
-# X86_BINARY defaults to target/release/genrepi, else target/debug/genrepi;
+# X86_BINARY defaults to target/release/genrepi, else target/debug/genrepi
+# (under $CARGO_TARGET_DIR when set);
 # CLIP to ../shared/gtzan-mini/rock/rock.00000.wav, else generated audio.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-arm=target/aarch64-unknown-linux-gnu/release/genrepi
+target_dir=${CARGO_TARGET_DIR:-target}
+arm=$target_dir/aarch64-unknown-linux-gnu/release/genrepi
 x86=${1:-}
 if [ -z "$x86" ]; then
-  for b in target/release/genrepi target/debug/genrepi; do [ -x "$b" ] && x86=$b && break; done
+  for b in "$target_dir/release/genrepi" "$target_dir/debug/genrepi"; do [ -x "$b" ] && x86=$b && break; done
 fi
 clip=${2:-../shared/gtzan-mini/rock/rock.00000.wav}
 [ -x "$arm" ] || { echo "verify: $arm missing: build it first (cross/build-aarch64.sh)"; exit 1; }
