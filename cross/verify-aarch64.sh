@@ -4,9 +4,9 @@
 #   1. its size stripped, its dynamic libraries (libc, libm, libgcc_s and
 #      libasound2 at most) and the newest glibc symbol version it needs (<= 2.36,
 #      Raspberry Pi OS bookworm);
-#   2. that it replays a real clip under qemu with the default model and agrees
-#      with the x86_64 build window by window: same top genre everywhere and
-#      probabilities within 1e-3.
+#   2. that it replays a real clip under qemu (emulating a Pi 4 and a Pi 5 CPU)
+#      with the default model and agrees with the x86_64 build window by
+#      window: same top genre everywhere and probabilities within 1e-3.
 #
 #     bash cross/verify-aarch64.sh [X86_BINARY] [CLIP]
 # X86_BINARY defaults to target/release/genrepi, else target/debug/genrepi
@@ -60,11 +60,15 @@ with wave.open(sys.argv[1], "wb") as w:
 PY
   clip=$work/clip.wav
 fi
-start=$(date +%s)
-qemu-aarch64 "$arm" replay --json "$clip" > "$work/arm.jsonl"
-echo "verify: aarch64 replay under qemu took $(( $(date +%s) - start )) s"
 "$x86" replay --json "$clip" > "$work/x86.jsonl"
-python3 - "$work/x86.jsonl" "$work/arm.jsonl" <<'PY'
+# Both Pi CPUs: the Pi 4's Cortex-A72 (NEON only) and the Pi 5's Cortex-A76
+# (FP16 arithmetic, dot product), so tract's kernel choice for each is run.
+for cpu in cortex-a72 cortex-a76; do
+  start=$(date +%s)
+  qemu-aarch64 -cpu $cpu "$arm" replay --json "$clip" > "$work/arm.jsonl" 2> "$work/arm.err" \
+    || { cat "$work/arm.err"; exit 1; }
+  echo "verify: aarch64 ($cpu) replay under qemu took $(( $(date +%s) - start )) s"
+  python3 - "$work/x86.jsonl" "$work/arm.jsonl" "$cpu" <<'PY'
 import json, sys
 x86 = [json.loads(l) for l in open(sys.argv[1])]
 arm = [json.loads(l) for l in open(sys.argv[2])]
@@ -72,9 +76,10 @@ assert len(x86) == len(arm), f"{len(x86)} vs {len(arm)} lines"
 windows = [(a, b) for a, b in zip(x86, arm) if "top" in a]
 worst = max(abs(a["probs"][k] - b["probs"][k]) for a, b in windows for k in a["probs"])
 same_top = all(a["top"] == b["top"] for a, b in windows)
-print(f"verify: x86_64 vs aarch64 replay: {len(windows)} windows, max probability difference {worst:.2e}, "
-      f"top genre identical in every window: {same_top}")
+print(f"verify: x86_64 vs aarch64 ({sys.argv[3]}) replay: {len(windows)} windows, "
+      f"max probability difference {worst:.2e}, top genre identical in every window: {same_top}")
 if worst > 1e-3 or not same_top:
     sys.exit("verify: FAIL: aarch64 and x86_64 disagree")
 PY
+done
 echo "verify: ok"

@@ -80,3 +80,54 @@ fn real_clip_gives_a_window_every_second() {
     assert_eq!(lines.len(), 28, "27 windows + verdict for 30 s: {stdout}");
     assert!(lines[27].ends_with("over 27 window(s)"), "{}", lines[27]);
 }
+
+fn info_model_name(cmd: &mut std::process::Command) -> String {
+    let out = cmd.arg("info").output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    stdout
+        .lines()
+        .next()
+        .unwrap_or("")
+        .trim_start_matches("model:")
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn model_is_found_by_flag_then_env_then_default() {
+    let rgb = common::repo("tests/fixtures/models/tiny-rgb.toml");
+    let rgb_onnx = common::repo("tests/fixtures/models/tiny-rgb.onnx");
+    // Run from a folder without models/: the default comes from beside the
+    // executable or the source tree.
+    let elsewhere = temp_dir("lookup");
+    let run = || {
+        let mut c = common::genrepi();
+        c.current_dir(&elsewhere);
+        c
+    };
+    assert_eq!(info_model_name(&mut run()), "tiny-test");
+    assert_eq!(
+        info_model_name(run().env("GENREPI_MODEL", &rgb)),
+        "tiny-rgb-test"
+    );
+    assert_eq!(
+        info_model_name(run().arg("--model").arg(&rgb_onnx)),
+        "tiny-rgb-test"
+    );
+    let default = common::repo("models/default.toml");
+    assert_eq!(
+        info_model_name(
+            run()
+                .env("GENREPI_MODEL", &rgb)
+                .arg("--model")
+                .arg(&default)
+        ),
+        "tiny-test",
+        "--model wins over GENREPI_MODEL"
+    );
+}

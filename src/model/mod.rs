@@ -78,12 +78,18 @@ impl std::fmt::Debug for Model {
     }
 }
 
-/// Hex sha256 of a byte string.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
+/// Hex sha256 of a file, read in blocks (never the whole file in memory),
+/// and its size in bytes.
+pub fn sha256_file(path: &Path) -> std::io::Result<(String, u64)> {
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = Sha256::new();
+    let size = std::io::copy(&mut file, &mut hasher)?;
+    let hex = hasher
+        .finalize()
         .iter()
         .map(|b| format!("{b:02x}"))
-        .collect()
+        .collect();
+    Ok((hex, size))
 }
 
 impl Model {
@@ -95,7 +101,9 @@ impl Model {
         let manifest = Manifest::read(manifest_path)?;
         let dir = manifest_path.parent().unwrap_or(Path::new("."));
         let onnx_path = dir.join(&manifest.model);
-        let bytes = std::fs::read(&onnx_path).map_err(|cause| Error::Read {
+        // Hashed in blocks, then parsed by tract from the file: the weights
+        // are never in memory twice.
+        let (digest, onnx_bytes) = sha256_file(&onnx_path).map_err(|cause| Error::Read {
             path: onnx_path.clone(),
             cause,
         })?;
@@ -103,7 +111,6 @@ impl Model {
             path: onnx_path.clone(),
             detail,
         };
-        let digest = sha256_hex(&bytes);
         if !digest.eq_ignore_ascii_case(&manifest.sha256) {
             return Err(mismatch(format!(
                 "checksum mismatch: manifest {} says sha256 {}, file has {digest}",
@@ -111,7 +118,7 @@ impl Model {
                 manifest.sha256
             )));
         }
-        let plan = optimise(&bytes, &manifest, threads).map_err(mismatch)?;
+        let plan = optimise(&onnx_path, &manifest, threads).map_err(mismatch)?;
         let [_, _, height, width] = manifest.input.shape;
         let (n_mels, frames) = (manifest.features.n_mels, manifest.features.frames);
         let layout = if [height, width] == [n_mels, frames] && manifest.input.shape[1] == 1 {
@@ -127,7 +134,7 @@ impl Model {
             "model {:?} ({}, {:.1} MB) loaded and optimised in {:.0} ms; input {:?}, {} labels, {} thread(s)",
             manifest.name,
             onnx_path.display(),
-            bytes.len() as f64 / 1e6,
+            onnx_bytes as f64 / 1e6,
             load_time.as_secs_f64() * 1e3,
             manifest.input.shape,
             manifest.labels.len(),
@@ -137,7 +144,7 @@ impl Model {
             manifest,
             manifest_path: manifest_path.to_path_buf(),
             onnx_path,
-            onnx_bytes: bytes.len() as u64,
+            onnx_bytes,
             plan,
             layout,
             load_time,
@@ -252,13 +259,13 @@ impl Model {
 
 /// Parses, fixes the input shape, optimises and plans the ONNX model.
 fn optimise(
-    bytes: &[u8],
+    onnx: &Path,
     manifest: &Manifest,
     threads: usize,
 ) -> std::result::Result<Arc<TypedRunnableModel>, String> {
     let shape = manifest.input.shape;
     let mut model = tract_onnx::onnx()
-        .model_for_read(&mut &bytes[..])
+        .model_for_path(onnx)
         .map_err(|e| format!("not a loadable ONNX model: {e}"))?;
     let declared = model
         .input_fact(0)
