@@ -81,9 +81,19 @@ impl std::fmt::Debug for Model {
 /// Hex sha256 of a file, read in blocks (never the whole file in memory),
 /// and its size in bytes.
 pub fn sha256_file(path: &Path) -> std::io::Result<(String, u64)> {
+    use std::io::Read;
     let mut file = std::fs::File::open(path)?;
     let mut hasher = Sha256::new();
-    let size = std::io::copy(&mut file, &mut hasher)?;
+    let mut block = vec![0u8; 1 << 20];
+    let mut size = 0u64;
+    loop {
+        let n = file.read(&mut block)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&block[..n]);
+        size += n as u64;
+    }
     let hex = hasher
         .finalize()
         .iter()
