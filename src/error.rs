@@ -73,6 +73,14 @@ pub enum Error {
         /// Position of the first bad sample, in seconds from the start.
         seconds: f64,
     },
+    /// An audio device could not be found, opened or kept running.
+    #[error("{device}: {detail}")]
+    Device {
+        /// The device's name (or what was asked for).
+        device: String,
+        /// What went wrong.
+        detail: String,
+    },
     /// A manifest is missing, unreadable or inconsistent.
     #[error("{}: invalid model manifest: {detail}", path.display())]
     Manifest {

@@ -187,6 +187,9 @@ pub struct Window<'a> {
     /// the layout of a `[1, 1, n_mels, frames]` model input), each in
     /// `[-top_db, 0]`.
     pub values: &'a [f32],
+    /// The window's loudness: RMS of its samples in dB relative to full
+    /// scale (a full-scale sine is about -3 dB; digital silence is -100).
+    pub level_db: f32,
 }
 
 /// Incremental log-mel spectrogram with windows every `hop_frames` frames.
@@ -206,8 +209,12 @@ pub struct MelStream {
     ring_db: Vec<f32>,
     /// Maximum dB of each frame in `ring_db`.
     ring_max: Vec<f32>,
+    /// Mean square of each frame's samples, parallel to `ring_max`.
+    ring_power: Vec<f32>,
     /// Frames computed so far.
     frames_done: u64,
+    /// First frame of the next window to emit.
+    next_first: u64,
     window: Vec<f32>,
 }
 
@@ -237,7 +244,9 @@ impl MelStream {
             power: vec![0.0; n / 2 + 1],
             ring_db: vec![0.0; cfg.frames * cfg.n_mels],
             ring_max: vec![f32::NEG_INFINITY; cfg.frames],
+            ring_power: vec![0.0; cfg.frames],
             frames_done: 0,
+            next_first: 0,
             window: vec![0.0; cfg.frames * cfg.n_mels],
             fft,
             cfg: cfg.clone(),
@@ -254,6 +263,16 @@ impl MelStream {
         self.hop_frames
     }
 
+    /// Changes the window hop from the next window on: the next window
+    /// starts `hop_frames` (`>= 1`) frames after the last one emitted.
+    pub fn set_hop_frames(&mut self, hop_frames: usize) {
+        let hop_frames = hop_frames.max(1);
+        if self.frames_done >= self.cfg.frames as u64 {
+            self.next_first = self.next_first - self.hop_frames as u64 + hop_frames as u64;
+        }
+        self.hop_frames = hop_frames;
+    }
+
     /// STFT frames computed since the stream started.
     pub fn frames_done(&self) -> u64 {
         self.frames_done
@@ -263,7 +282,9 @@ impl MelStream {
     pub fn reset(&mut self) {
         self.pending.clear();
         self.frames_done = 0;
+        self.next_first = 0;
         self.ring_max.fill(f32::NEG_INFINITY);
+        self.ring_power.fill(0.0);
     }
 
     /// Feeds mono samples at `sample_rate`; calls `on_window` for every window
@@ -283,9 +304,11 @@ impl MelStream {
             self.pending.truncate(n_fft - hop);
             if let Some(first) = self.completed_window() {
                 self.fill_window();
+                let power = self.ring_power.iter().sum::<f32>() / self.cfg.frames as f32;
                 on_window(Window {
                     first_frame: first,
                     values: &self.window,
+                    level_db: 10.0 * power.max(AMIN).log10(),
                 });
             }
         }
@@ -293,6 +316,9 @@ impl MelStream {
 
     /// Computes the frame in `pending` into the ring.
     fn compute_frame(&mut self) {
+        let slot = (self.frames_done % self.cfg.frames as u64) as usize;
+        self.ring_power[slot] =
+            self.pending.iter().map(|s| s * s).sum::<f32>() / self.pending.len() as f32;
         for ((dst, &s), &w) in self.fft_in.iter_mut().zip(&self.pending).zip(&self.hann) {
             *dst = s * w;
         }
@@ -305,7 +331,6 @@ impl MelStream {
         for (p, c) in self.power.iter_mut().zip(&self.fft_out) {
             *p = c.norm_sqr();
         }
-        let slot = (self.frames_done % self.cfg.frames as u64) as usize;
         let n_mels = self.cfg.n_mels;
         let row = &mut self.ring_db[slot * n_mels..(slot + 1) * n_mels];
         let mut frame_max = f32::NEG_INFINITY;
@@ -320,15 +345,17 @@ impl MelStream {
     }
 
     /// The first frame of the window that the latest frame completed, if any.
-    fn completed_window(&self) -> Option<u64> {
+    fn completed_window(&mut self) -> Option<u64> {
         let frames = self.cfg.frames as u64;
         if self.frames_done < frames {
             return None;
         }
         let first = self.frames_done - frames;
-        first
-            .is_multiple_of(self.hop_frames as u64)
-            .then_some(first)
+        if first < self.next_first {
+            return None;
+        }
+        self.next_first = first + self.hop_frames as u64;
+        Some(first)
     }
 
     /// Writes the ring's frames, oldest first, as a referenced window.

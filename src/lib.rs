@@ -1,6 +1,6 @@
 //! genrepi: streaming music-genre detection.
 //!
-//! Audio from a file (or, later, a microphone) becomes mono at 22050 Hz,
+//! Audio from a file or a microphone becomes mono at 22050 Hz,
 //! then rolling log-mel windows, then genre probabilities from a tract-run
 //! ONNX model. The stages, one module each:
 //!
@@ -8,6 +8,10 @@
 //! - [`features`]: the librosa-compatible streaming mel front-end;
 //! - [`model`]: manifest, tract plan, per-worker classifiers;
 //! - [`scheduler`]: the consumer that drives a source through the stages;
+//! - [`live`]: the bounded-memory live scheduler (capture and inference
+//!   threads, window queue, smoothing);
+//! - [`http`]: the optional status page, JSON and Prometheus metrics;
+//! - [`kiosk`]: `listen` as a service: config, signals, reloads;
 //! - [`output`]: text and JSON lines;
 //! - [`dataset`] and [`eval`]: GTZAN-layout folders, feature export, accuracy;
 //! - [`platform`]: the CPU features that decide tract's kernels.
@@ -17,6 +21,9 @@ pub mod dataset;
 pub mod error;
 pub mod eval;
 pub mod features;
+pub mod http;
+pub mod kiosk;
+pub mod live;
 pub mod model;
 pub mod output;
 pub mod platform;

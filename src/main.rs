@@ -15,6 +15,8 @@ use genrepi::audio::{AudioSource, FileSource, Paced};
 use genrepi::model::{self, Model};
 use genrepi::output::{Format, Printer};
 use genrepi::scheduler::{Frontend, StageTimes, classify_stream};
+use genrepi::kiosk::{self, ListenConfig};
+use genrepi::live::LiveSettings;
 use genrepi::{dataset, eval};
 
 /// Music genre, every second, from a microphone or a file.
@@ -93,8 +95,70 @@ enum Command {
         #[arg(long, value_name = "N")]
         jobs: Option<usize>,
     },
-    /// Describe the model: manifest, input and output, optimised plan.
+    /// Describe the model: manifest, input and output, optimised plan,
+    /// and the memory plan `listen` would use.
     Info,
+    /// Listen to a microphone and print the genre every hop until SIGINT/SIGTERM.
+    Listen(ListenArgs),
+    /// List audio input devices with their rates, channels and formats.
+    Devices,
+}
+
+/// `listen` options; each one overrides the config file's.
+#[derive(Args, Debug)]
+struct ListenArgs {
+    /// TOML config file with any of these settings (see deploy/genrepi.toml);
+    /// SIGHUP rereads it.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Input device: a substring of its name or id (see `genrepi devices`)
+    /// [default: the default input].
+    #[arg(long, value_name = "NAME")]
+    device: Option<String>,
+    /// Capture sample rate in Hz [default: the device's].
+    #[arg(long, value_name = "HZ")]
+    rate: Option<u32>,
+    /// Capture channels [default: the device's].
+    #[arg(long, value_name = "N")]
+    channels: Option<u16>,
+    /// Capture sample format: i16, i32, f32, u8… [default: the device's].
+    #[arg(long, value_name = "FORMAT")]
+    format: Option<String>,
+    /// Seconds between window starts, or `auto` to follow inference time
+    /// [default: 1.0].
+    #[arg(long, value_name = "SECONDS|auto")]
+    hop: Option<String>,
+    /// Windows waiting for the model at most; when full the oldest is dropped
+    /// [default: 2].
+    #[arg(long, value_name = "N")]
+    queue: Option<usize>,
+    /// Skip windows that waited longer than this [default: 2 hops, at least 1 s].
+    #[arg(long, value_name = "SECONDS")]
+    deadline: Option<f64>,
+    /// Smoothing span in windows (exponential moving average) [default: 4].
+    #[arg(long, value_name = "N")]
+    smoothing: Option<usize>,
+    /// A new genre is reported only when its smoothed probability leads by
+    /// this much [default: 0.1].
+    #[arg(long, value_name = "P")]
+    hysteresis: Option<f32>,
+    /// Windows quieter than this RMS level are reported as `silence`
+    /// [default: -60].
+    #[arg(long, value_name = "DBFS", allow_hyphen_values = true)]
+    silence_db: Option<f32>,
+    /// Reopen the device after this long without audio [default: 3].
+    #[arg(long, value_name = "SECONDS")]
+    stall_timeout: Option<f64>,
+    /// Serve a status page, /api/status and /metrics on PORT or ADDR:PORT
+    /// (a bare port binds 127.0.0.1) [default: off].
+    #[arg(long, value_name = "ADDR:PORT")]
+    http: Option<String>,
+    /// Refuse to start if the memory plan exceeds this (e.g. 256M, 1G).
+    #[arg(long, value_name = "SIZE")]
+    max_memory: Option<String>,
+    /// JSON lines instead of text.
+    #[arg(long)]
+    json: bool,
 }
 
 fn main() -> ExitCode {
@@ -148,6 +212,11 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
     let common = &cli.common;
     if common.threads == 0 {
         bail!("--threads must be at least 1");
+    }
+    match &cli.command {
+        Command::Listen(args) => return listen(common, args).map(|_| true),
+        Command::Devices => return devices().map(|_| true),
+        _ => {}
     }
     let manifest = model::locate(common.model.as_deref())?;
     let model = Model::load(&manifest, common.threads).context("loading the model")?;
@@ -208,7 +277,51 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
             print_info(&model);
             Ok(true)
         }
+        Command::Listen(_) | Command::Devices => unreachable!("handled above"),
     }
+}
+
+fn listen(common: &Common, a: &ListenArgs) -> anyhow::Result<()> {
+    let cli = ListenConfig {
+        model: common.model.clone(),
+        // --threads has a default; only a non-default value overrides the file.
+        threads: (common.threads != 1).then_some(common.threads),
+        device: a.device.clone(),
+        rate: a.rate,
+        channels: a.channels,
+        format: a.format.clone(),
+        hop: a.hop.clone(),
+        queue: a.queue,
+        deadline: a.deadline,
+        smoothing: a.smoothing,
+        hysteresis: a.hysteresis,
+        silence_db: a.silence_db,
+        stall_timeout: a.stall_timeout,
+        http: a.http.clone(),
+        max_memory: a.max_memory.clone(),
+        json: a.json.then_some(true),
+    };
+    kiosk::run(&cli, a.config.as_deref(), None)?;
+    Ok(())
+}
+
+fn devices() -> anyhow::Result<()> {
+    let devices = genrepi::audio::capture::list_input_devices()?;
+    if devices.is_empty() {
+        println!("no input devices");
+    }
+    for d in devices {
+        let default = if d.is_default { " (default)" } else { "" };
+        println!("{}{default}", d.name);
+        println!("    id:      {}", d.id);
+        if let Some(c) = &d.default_config {
+            println!("    default: {c}");
+        }
+        for c in &d.configs {
+            println!("    supports {c}");
+        }
+    }
+    Ok(())
 }
 
 /// Window hop in STFT frames: `seconds`, or one whole window when `None`.
@@ -350,6 +463,12 @@ fn print_info(model: &Model) {
     }
     let (variant, why) = platform.expected_fastest_variant();
     let _ = writeln!(out, "fastest:    {variant} expected here ({why})");
+    let estimate = kiosk::estimate_memory(
+        model,
+        &genrepi::audio::CaptureSettings::default(),
+        &LiveSettings::default(),
+    );
+    let _ = writeln!(out, "memory:     listen needs about {}", estimate.describe());
     if !m.provenance.is_empty() {
         let _ = writeln!(out, "provenance:");
         for (k, v) in &m.provenance {

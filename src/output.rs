@@ -9,6 +9,7 @@ use std::io::Write;
 
 use serde_json::{Map, Value, json};
 
+use crate::live::Verdict;
 use crate::scheduler::{Prediction, StreamResult, argmax};
 
 /// Text or JSON lines.
@@ -101,4 +102,83 @@ impl<W: Write> Printer<W> {
 /// Seconds rounded to 0.1 ms, for readable JSON.
 fn round4(x: f64) -> f64 {
     (x * 1e4).round() / 1e4
+}
+
+/// Formats one live [`Verdict`] as a line (without the newline).
+///
+/// Text: `2026-11-24T10:00:01.234Z  rock       0.62  rock 0.70  metal 0.15  blues 0.05  152 ms`;
+/// quiet windows read `silence` with their level. JSON lines carry `ts`,
+/// `seq`, `top` (three best of this window), `smoothed` (reported genre and
+/// its smoothed probability), `probs` (label → p), `level_db`,
+/// `latency_ms`, `inference_ms`, `dropped` and `overruns`.
+pub fn live_line(format: Format, labels: &[String], v: &Verdict<'_>) -> String {
+    let ts = humantime::format_rfc3339_millis(v.ts).to_string();
+    let latency_ms = (v.latency.as_secs_f64() * 1e4).round() / 10.0;
+    let top3 = |probs: &[f32]| -> Vec<usize> {
+        let mut idx: Vec<usize> = (0..probs.len()).collect();
+        idx.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]));
+        idx.truncate(3);
+        idx
+    };
+    match format {
+        Format::Text => {
+            let mut line = match &v.result {
+                None => format!("{ts}  {:<10} {:5}  level {:.1} dBFS", "silence", "", v.level_db),
+                Some(c) => {
+                    let mut s = format!(
+                        "{ts}  {:<10} {:.2} ",
+                        labels[c.smoothed], c.smoothed_p
+                    );
+                    for i in top3(c.probs) {
+                        s.push_str(&format!(" {} {:.2}", labels[i], c.probs[i]));
+                    }
+                    s.push_str(&format!("  {latency_ms:.0} ms"));
+                    s
+                }
+            };
+            if v.dropped > 0 || v.overruns > 0 {
+                line.push_str(&format!("  (dropped {}, overruns {})", v.dropped, v.overruns));
+            }
+            line
+        }
+        Format::Json => {
+            let (top, smoothed, probs, inference_ms) = match &v.result {
+                None => (
+                    Value::Array(vec![]),
+                    json!({"genre": "silence", "p": Value::Null}),
+                    Value::Null,
+                    Value::Null,
+                ),
+                Some(c) => (
+                    top3(c.probs)
+                        .into_iter()
+                        .map(|i| json!({"genre": labels[i], "p": c.probs[i]}))
+                        .collect(),
+                    json!({"genre": labels[c.smoothed], "p": c.smoothed_p}),
+                    Value::Object(
+                        labels
+                            .iter()
+                            .zip(c.probs)
+                            .map(|(l, &p)| (l.clone(), json!(p)))
+                            .collect(),
+                    ),
+                    json!((c.inference.as_secs_f64() * 1e4).round() / 10.0),
+                ),
+            };
+            json!({
+                "ts": ts,
+                "seq": v.seq,
+                "end_s": round4(v.end_s),
+                "top": top,
+                "smoothed": smoothed,
+                "probs": probs,
+                "level_db": (v.level_db as f64 * 10.0).round() / 10.0,
+                "latency_ms": latency_ms,
+                "inference_ms": inference_ms,
+                "dropped": v.dropped,
+                "overruns": v.overruns,
+            })
+            .to_string()
+        }
+    }
 }

@@ -10,6 +10,8 @@
 //! nothing queues: the only buffers are the chunk, the resampler block and
 //! the mel stream's frame ring, all sized at start.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -59,6 +61,8 @@ pub struct StreamStats {
 pub struct Frontend {
     mel: MelStream,
     chunk: Vec<f32>,
+    hop_control: Option<Arc<AtomicUsize>>,
+    pad_short: bool,
 }
 
 impl Frontend {
@@ -67,7 +71,19 @@ impl Frontend {
         Ok(Frontend {
             mel: MelStream::new(cfg, hop_frames)?,
             chunk: Vec::new(),
+            hop_control: None,
+            pad_short: true,
         })
+    }
+
+    /// A live front-end: the window hop follows `hop_frames` (read before
+    /// every chunk, so another thread can adapt it), and a stream that stops
+    /// before its first window is not padded.
+    pub fn live(cfg: &FeatureConfig, hop_frames: Arc<AtomicUsize>) -> Result<Self> {
+        let mut frontend = Frontend::new(cfg, hop_frames.load(Ordering::Relaxed).max(1))?;
+        frontend.hop_control = Some(hop_frames);
+        frontend.pad_short = false;
+        Ok(frontend)
     }
 
     /// The feature parameters.
@@ -117,6 +133,12 @@ impl Frontend {
                 });
             }
             frames_in += (self.chunk.len() / format.channels) as u64;
+            if let Some(hop) = &self.hop_control {
+                let hop = hop.load(Ordering::Relaxed).max(1);
+                if hop != feeder.mel.hop_frames() {
+                    feeder.mel.set_hop_frames(hop);
+                }
+            }
             let t = Instant::now();
             conditioner.process(&self.chunk, |mono| feeder.feed(mono));
             stats.times.resample += t.elapsed();
@@ -133,7 +155,7 @@ impl Frontend {
             });
         }
         let window_samples = cfg.window_samples() as u64;
-        if feeder.windows == 0 && feeder.mono_out < window_samples {
+        if self.pad_short && feeder.windows == 0 && feeder.mono_out < window_samples {
             log::warn!(
                 "{}: {:.2} s is shorter than one window ({:.2} s); padded with silence",
                 source.name(),

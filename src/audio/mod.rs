@@ -2,13 +2,15 @@
 //!
 //! Owns where samples come from and how they become mono `f32` at the
 //! model's rate. Every source — a decoded file, a paced replay of one, and
-//! (later) a microphone — implements [`AudioSource`], so the consumer in
+//! a microphone's capture ring — implements [`AudioSource`], so the consumer in
 //! [`crate::scheduler`] cannot tell them apart: every replay test is also a
 //! test of the live path downstream of the source.
 
+pub mod capture;
 mod convert;
 mod file;
 
+pub use capture::{CaptureSettings, RingSource, RingStats, RingWriter};
 pub use convert::Conditioner;
 pub use file::FileSource;
 

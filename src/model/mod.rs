@@ -202,6 +202,60 @@ impl Model {
         self.manifest.input.shape.iter().product()
     }
 
+    /// What running this model holds in memory, from its optimised plan:
+    /// constant tensors (weights) and the peak of intermediate values alive
+    /// at once in tract's execution order.
+    pub fn memory_plan(&self) -> ModelMemory {
+        let model = self.plan.model();
+        let fact_bytes = |f: &TypedFact| -> u64 {
+            let volume: usize = f
+                .shape
+                .as_concrete()
+                .map(|s| s.iter().product())
+                .unwrap_or(0);
+            (volume * f.datum_type.size_of()) as u64
+        };
+        let mut constants = 0u64;
+        for node in model.nodes() {
+            if let Some(k) = node.outputs.first().and_then(|o| o.fact.konst.as_ref())
+                && node.inputs.is_empty()
+            {
+                constants += (k.len() * k.datum_type().size_of()) as u64;
+            }
+        }
+        let order = self.plan.order_without_consts();
+        let mut last_use = vec![usize::MAX; model.nodes().len()];
+        for (step, &n) in order.iter().enumerate() {
+            for input in &model.nodes()[n].inputs {
+                last_use[input.node] = step;
+            }
+        }
+        for output in model.output_outlets().unwrap_or(&[]) {
+            last_use[output.node] = order.len();
+        }
+        let mut frees: Vec<Vec<usize>> = vec![Vec::new(); order.len() + 1];
+        for &n in order {
+            if last_use[n] != usize::MAX {
+                frees[last_use[n]].push(n);
+            }
+        }
+        let node_bytes =
+            |n: usize| -> u64 { model.nodes()[n].outputs.iter().map(|o| fact_bytes(&o.fact)).sum() };
+        let (mut live, mut peak) = (0u64, 0u64);
+        for (step, &n) in order.iter().enumerate() {
+            live += node_bytes(n);
+            peak = peak.max(live);
+            for &m in &frees[step] {
+                live = live.saturating_sub(node_bytes(m));
+            }
+        }
+        ModelMemory {
+            file: self.onnx_bytes,
+            constants,
+            activations: peak,
+        }
+    }
+
     /// Node count and operator histogram of the optimised plan.
     pub fn plan_summary(&self) -> (usize, BTreeMap<String, usize>) {
         let model = self.plan.model();
@@ -265,6 +319,17 @@ impl Model {
             probs: vec![0.0; self.manifest.labels.len()],
         })
     }
+}
+
+/// What a loaded model holds, in bytes; see [`Model::memory_plan`].
+#[derive(Debug, Clone, Copy)]
+pub struct ModelMemory {
+    /// The ONNX file's size.
+    pub file: u64,
+    /// Constant tensors in the optimised plan, as tract declares them.
+    pub constants: u64,
+    /// Peak bytes of intermediate values alive at once.
+    pub activations: u64,
 }
 
 /// Parses, fixes the input shape, optimises and plans the ONNX model.

@@ -1,0 +1,480 @@
+//! `genrepi listen` as a long-running service: settings from a config file
+//! and the command line, the memory check, signals, model reloads and the
+//! status server, around one [`Pipeline`].
+//!
+//! Signals (signal-hook, flags only; the main thread polls them every
+//! 20 ms): SIGINT or SIGTERM stops the pipeline within a second and returns
+//! normally; a second SIGINT exits at once (status 130); SIGHUP rereads the
+//! config file and reloads the model, keeping the old ones if that fails.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+
+use crate::audio::CaptureSettings;
+use crate::audio::capture::parse_sample_format;
+use crate::error::{Error, Result};
+use crate::http::{Board, Status, StatusServer};
+use crate::live::{
+    CaptureState, Counters, DeviceOpener, Hop, LiveSettings, Opener, Pipeline, Verdict,
+};
+use crate::model::{Model, ModelMemory};
+use crate::output::{Format, live_line};
+
+/// Every `listen` setting; each is optional so a config file and the
+/// command line can be layered (the command line wins).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenConfig {
+    /// Model manifest.
+    pub model: Option<PathBuf>,
+    /// Matrix-product threads.
+    pub threads: Option<usize>,
+    /// Input device (substring of its name or id).
+    pub device: Option<String>,
+    /// Capture sample rate, Hz.
+    pub rate: Option<u32>,
+    /// Capture channels.
+    pub channels: Option<u16>,
+    /// Capture sample format (`i16`, `f32`…).
+    pub format: Option<String>,
+    /// Window hop: seconds or `auto`.
+    pub hop: Option<String>,
+    /// Window queue capacity.
+    pub queue: Option<usize>,
+    /// Skip windows older than this many seconds.
+    pub deadline: Option<f64>,
+    /// Smoothing span, in windows.
+    pub smoothing: Option<usize>,
+    /// Hysteresis margin on the smoothed probability.
+    pub hysteresis: Option<f32>,
+    /// Silence threshold, dBFS.
+    pub silence_db: Option<f32>,
+    /// Seconds without audio before the device is reopened.
+    pub stall_timeout: Option<f64>,
+    /// Status server address.
+    pub http: Option<String>,
+    /// Memory limit, e.g. `256M`.
+    pub max_memory: Option<String>,
+    /// JSON lines instead of text.
+    pub json: Option<bool>,
+}
+
+impl ListenConfig {
+    /// Reads a TOML config file.
+    pub fn load(path: &Path) -> Result<ListenConfig> {
+        let text = std::fs::read_to_string(path).map_err(|cause| Error::Read {
+            path: path.to_path_buf(),
+            cause,
+        })?;
+        toml::from_str(&text).map_err(|e| {
+            Error::Config(format!(
+                "{}: {}",
+                path.display(),
+                e.message().replace('\n', " ")
+            ))
+        })
+    }
+
+    /// `self` with every setting that `over` has replaced by `over`'s.
+    pub fn overlay(self, over: &ListenConfig) -> ListenConfig {
+        macro_rules! pick {
+            ($($f:ident),*) => { ListenConfig { $($f: over.$f.clone().or(self.$f)),* } };
+        }
+        pick!(
+            model, threads, device, rate, channels, format, hop, queue, deadline, smoothing,
+            hysteresis, silence_db, stall_timeout, http, max_memory, json
+        )
+    }
+}
+
+/// Settings checked and converted.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    /// Model manifest (after lookup).
+    pub model: PathBuf,
+    /// Matrix-product threads.
+    pub threads: usize,
+    /// Capture settings.
+    pub capture: CaptureSettings,
+    /// Scheduler settings.
+    pub live: LiveSettings,
+    /// Status server address.
+    pub http: Option<String>,
+    /// Memory limit in bytes.
+    pub max_memory: Option<u64>,
+    /// JSON lines.
+    pub json: bool,
+}
+
+/// Checks and converts `cfg`.
+pub fn resolve(cfg: &ListenConfig) -> Result<Resolved> {
+    let defaults = LiveSettings::default();
+    let hop = match &cfg.hop {
+        None => defaults.hop,
+        Some(h) => h.parse::<Hop>().map_err(Error::Config)?,
+    };
+    let positive = |name: &str, v: Option<f64>| -> Result<Option<f64>> {
+        match v {
+            Some(x) if !(x > 0.0 && x.is_finite()) => {
+                Err(Error::Config(format!("{name} must be a positive number of seconds")))
+            }
+            other => Ok(other),
+        }
+    };
+    let deadline = positive("deadline", cfg.deadline)?.map(Duration::from_secs_f64);
+    let stall = positive("stall_timeout", cfg.stall_timeout)?;
+    if cfg.queue == Some(0) {
+        return Err(Error::Config("queue must hold at least one window".into()));
+    }
+    let sample_format = cfg
+        .format
+        .as_deref()
+        .map(parse_sample_format)
+        .transpose()
+        .map_err(Error::Config)?;
+    Ok(Resolved {
+        model: crate::model::locate(cfg.model.as_deref())?,
+        threads: cfg.threads.unwrap_or(1).max(1),
+        capture: CaptureSettings {
+            device: cfg.device.clone(),
+            sample_rate: cfg.rate,
+            channels: cfg.channels,
+            sample_format,
+            stall_timeout: stall.map_or(CaptureSettings::default().stall_timeout, Duration::from_secs_f64),
+            ..CaptureSettings::default()
+        },
+        live: LiveSettings {
+            hop,
+            queue: cfg.queue.unwrap_or(defaults.queue),
+            deadline,
+            smoothing: cfg.smoothing.unwrap_or(defaults.smoothing).max(1),
+            hysteresis: cfg.hysteresis.unwrap_or(defaults.hysteresis),
+            silence_db: cfg.silence_db.unwrap_or(defaults.silence_db),
+        },
+        http: cfg.http.clone(),
+        max_memory: cfg.max_memory.as_deref().map(parse_size).transpose()?,
+        json: cfg.json.unwrap_or(false),
+    })
+}
+
+/// Parses `256M`, `1.5G`, `900k` or plain bytes (binary multiples).
+pub fn parse_size(s: &str) -> Result<u64> {
+    let t = s.trim();
+    let (num, mult) = match t.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let m = match c.to_ascii_uppercase() {
+                'K' => 1u64 << 10,
+                'M' => 1 << 20,
+                'G' => 1 << 30,
+                'B' => 1,
+                _ => 0,
+            };
+            (&t[..i], m)
+        }
+        _ => (t, 1),
+    };
+    match num.trim().parse::<f64>() {
+        Ok(v) if mult > 0 && v > 0.0 && v.is_finite() => Ok((v * mult as f64) as u64),
+        _ => Err(Error::Config(format!(
+            "max-memory '{s}' is not a size like 256M, 1G or 900K"
+        ))),
+    }
+}
+
+/// The memory plan of a listener, decided before the device opens.
+#[derive(Debug, Clone, Copy)]
+pub struct MemoryEstimate {
+    /// What the model holds.
+    pub model: ModelMemory,
+    /// Weights as tract holds them: the constants plus a packed copy of each
+    /// matrix-product operand (measured: about the constants again).
+    pub weights: u64,
+    /// Capture ring, mel stream, window queue and the classifier's buffers.
+    pub buffers: u64,
+    /// Program, libraries, thread stacks and allocator slack (measured).
+    pub base: u64,
+}
+
+/// Resident memory of the program with a tiny model loaded and idle,
+/// measured with `genrepi info` on x86-64 and aarch64 (see README).
+const BASE_BYTES: u64 = 24 << 20;
+
+impl MemoryEstimate {
+    /// Estimated peak resident bytes.
+    pub fn total(&self) -> u64 {
+        self.weights + self.model.activations + self.buffers + self.base
+    }
+
+    /// One line for `info` and errors.
+    pub fn describe(&self) -> String {
+        let mb = |b: u64| b as f64 / (1 << 20) as f64;
+        format!(
+            "{:.0} MiB = weights {:.0} MiB (constants {:.0} MiB, packed for the matmul kernels) \
+             + activations {:.1} MiB + buffers {:.1} MiB + program {:.0} MiB",
+            mb(self.total()),
+            mb(self.weights),
+            mb(self.model.constants),
+            mb(self.model.activations),
+            mb(self.buffers),
+            mb(self.base)
+        )
+    }
+}
+
+/// Estimates what listening with `model` and `settings` will hold.
+pub fn estimate_memory(
+    model: &Model,
+    capture: &CaptureSettings,
+    live: &LiveSettings,
+) -> MemoryEstimate {
+    let m = model.memory_plan();
+    let f = &model.manifest().features;
+    let window = (f.n_mels * f.frames * 4) as u64;
+    // The capture ring at the device's rate; assume 48 kHz stereo f32 (the
+    // largest common format) when not set.
+    let rate = capture.sample_rate.unwrap_or(48_000) as f64;
+    let channels = capture.channels.unwrap_or(2) as f64;
+    let ring = (capture.ring_seconds * rate * channels * 4.0) as u64;
+    let mel = window * 2 + (f.n_fft * 16) as u64;
+    let classifier = window * 2 + model.input_len() as u64 * 4;
+    let queue = window * live.queue.max(1) as u64;
+    MemoryEstimate {
+        model: m,
+        weights: m.constants * 2,
+        buffers: ring + mel + classifier + queue,
+        base: BASE_BYTES,
+    }
+}
+
+/// Process-wide signal flags.
+struct Signals {
+    term: Arc<AtomicBool>,
+    reload: Arc<AtomicBool>,
+}
+
+impl Signals {
+    fn register() -> Result<Signals> {
+        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+        use signal_hook::flag;
+        let term = Arc::new(AtomicBool::new(false));
+        let reload = Arc::new(AtomicBool::new(false));
+        let fail = |e: std::io::Error| Error::Config(format!("cannot install signal handlers: {e}"));
+        // Registered first, so it sees the flag before this SIGINT sets it:
+        // a second SIGINT exits at once.
+        flag::register_conditional_shutdown(SIGINT, 130, term.clone()).map_err(fail)?;
+        flag::register(SIGINT, term.clone()).map_err(fail)?;
+        flag::register(SIGTERM, term.clone()).map_err(fail)?;
+        flag::register(SIGHUP, reload.clone()).map_err(fail)?;
+        Ok(Signals { term, reload })
+    }
+}
+
+/// Loads the model and checks the memory plan.
+fn prepare(settings: &Resolved) -> Result<(Arc<Model>, MemoryEstimate)> {
+    let model = Model::load(&settings.model, settings.threads)?;
+    let estimate = estimate_memory(&model, &settings.capture, &settings.live);
+    if let Some(limit) = settings.max_memory
+        && estimate.total() > limit
+    {
+        return Err(Error::Config(format!(
+            "--max-memory {:.0} MiB is too small for {}: the plan needs {}",
+            limit as f64 / (1 << 20) as f64,
+            settings.model.display(),
+            estimate.describe()
+        )));
+    }
+    log::info!("memory plan: {}", estimate.describe());
+    Ok((model, estimate))
+}
+
+/// Where `listen` gets its audio: a real device, or (for benchmarks and
+/// tests) any [`Opener`].
+pub type OpenerFactory = Box<dyn Fn(&Resolved) -> Box<dyn Opener>>;
+
+/// Runs the listener until SIGINT/SIGTERM (or until a synthetic opener's
+/// input ends). `cli` overrides `config_file`'s settings.
+pub fn run(
+    cli: &ListenConfig,
+    config_file: Option<&Path>,
+    opener: Option<OpenerFactory>,
+) -> Result<()> {
+    let signals = Signals::register()?;
+    let load_config = || -> Result<Resolved> {
+        let file = match config_file {
+            Some(p) => ListenConfig::load(p)?,
+            None => ListenConfig::default(),
+        };
+        resolve(&file.overlay(cli))
+    };
+    let mut settings = load_config()?;
+    let (mut model, _) = prepare(&settings)?;
+    let make_opener = opener.unwrap_or_else(|| {
+        Box::new(|s: &Resolved| Box::new(DeviceOpener(s.capture.clone())) as Box<dyn Opener>)
+    });
+
+    let counters = Arc::new(Counters::default());
+    let status = Arc::new(Mutex::new(Status::default()));
+    let started = Instant::now();
+    let server = match &settings.http {
+        Some(addr) => {
+            let s = StatusServer::start(
+                addr,
+                Board {
+                    status: status.clone(),
+                    counters: counters.clone(),
+                    started,
+                },
+            )?;
+            log::info!("status page on http://{}/", s.addr);
+            Some(s)
+        }
+        None => None,
+    };
+    let broken_pipe = Arc::new(AtomicBool::new(false));
+
+    let start = |settings: &Resolved, model: &Arc<Model>| -> Result<Pipeline> {
+        {
+            let mut s = status.lock().unwrap_or_else(|e| e.into_inner());
+            s.model = model.manifest().name.clone();
+            s.device = settings
+                .capture
+                .device
+                .clone()
+                .unwrap_or_else(|| "default input".into());
+        }
+        let labels = model.labels().to_vec();
+        let format = if settings.json { Format::Json } else { Format::Text };
+        let (status, broken_pipe) = (status.clone(), broken_pipe.clone());
+        let frame_s = model.manifest().features.frame_seconds();
+        let counters_for_sink = counters.clone();
+        let sink = Box::new(move |v: &Verdict<'_>| {
+            let line = live_line(format, &labels, v);
+            let mut out = std::io::stdout().lock();
+            if writeln!(out, "{line}").and_then(|_| out.flush()).is_err() {
+                broken_pipe.store(true, Ordering::Relaxed);
+            }
+            let mut s = status.lock().unwrap_or_else(|e| e.into_inner());
+            s.level_db = v.level_db;
+            s.latency_ms = v.latency.as_secs_f64() * 1e3;
+            s.updated = humantime::format_rfc3339_millis(v.ts).to_string();
+            s.hop_s = counters_for_sink.hop_frames.load(Ordering::Relaxed) as f64 * frame_s;
+            match &v.result {
+                None => {
+                    s.genre = Some("silence".into());
+                    s.probability = 0.0;
+                    s.probs.clear();
+                }
+                Some(c) => {
+                    s.genre = Some(labels[c.smoothed].clone());
+                    s.probability = c.smoothed_p;
+                    s.inference_ms = c.inference.as_secs_f64() * 1e3;
+                    s.probs = labels.iter().cloned().zip(c.probs.iter().copied()).collect();
+                }
+            }
+        });
+        Pipeline::start(
+            &settings.live,
+            model.classifier()?,
+            make_opener(settings),
+            counters.clone(),
+            sink,
+        )
+    };
+
+    let mut pipeline = start(&settings, &model)?;
+    loop {
+        std::thread::sleep(Duration::from_millis(20));
+        if signals.term.load(Ordering::Relaxed) {
+            log::info!("stopping");
+            break;
+        }
+        if broken_pipe.load(Ordering::Relaxed) {
+            log::info!("output closed; stopping");
+            break;
+        }
+        if pipeline.finished() {
+            break;
+        }
+        if let Ok(mut s) = status.lock() {
+            let state = *pipeline.state.lock().unwrap_or_else(|e| e.into_inner());
+            s.state = match state {
+                CaptureState::Opening => "opening",
+                CaptureState::Running => "running",
+                CaptureState::Retrying => "retrying",
+                CaptureState::Stopped => "stopped",
+            }
+            .into();
+        }
+        if signals.reload.swap(false, Ordering::Relaxed) {
+            log::info!("SIGHUP: reloading config and model");
+            match load_config().and_then(|s| prepare(&s).map(|(m, _)| (s, m))) {
+                Err(e) => log::error!("reload failed, keeping the running model and settings: {e}"),
+                Ok((new_settings, new_model)) => {
+                    if new_settings.http != settings.http {
+                        log::warn!("a new --http address takes effect only after a restart");
+                    }
+                    if !std::mem::replace(&mut pipeline, start(&new_settings, &new_model)?)
+                        .stop(Duration::from_millis(800))
+                    {
+                        log::warn!("the previous capture thread is still blocked in the device");
+                    }
+                    settings = new_settings;
+                    model = new_model;
+                    log::info!("reloaded {}", model.manifest().name);
+                }
+            }
+        }
+    }
+    let t = Instant::now();
+    if !pipeline.stop(Duration::from_millis(800)) {
+        log::warn!("capture thread still blocked in the device after {:.0?}; exiting without it", t.elapsed());
+    }
+    if let Some(server) = server {
+        server.stop();
+    }
+    let _ = std::io::stdout().flush();
+    log::info!(
+        "stopped in {:.0?}: {} windows, {} verdicts, {} dropped, {} overruns, {} device reopens",
+        t.elapsed(),
+        counters.windows.load(Ordering::Relaxed),
+        counters.verdicts.load(Ordering::Relaxed),
+        counters.dropped(),
+        counters.overruns.load(Ordering::Relaxed),
+        counters.reopens.load(Ordering::Relaxed)
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse() {
+        assert_eq!(parse_size("256M").unwrap(), 256 << 20);
+        assert_eq!(parse_size("1.5G").unwrap(), 3 << 29);
+        assert_eq!(parse_size("900k").unwrap(), 900 << 10);
+        assert_eq!(parse_size("4096").unwrap(), 4096);
+        assert!(parse_size("lots").is_err());
+        assert!(parse_size("-1M").is_err());
+        assert!(parse_size("12Q").is_err());
+    }
+
+    #[test]
+    fn command_line_overrides_the_file() {
+        let file: ListenConfig = toml::from_str("hop = \"2.0\"\nsilence_db = -50.0").unwrap();
+        let cli = ListenConfig {
+            hop: Some("auto".into()),
+            ..ListenConfig::default()
+        };
+        let merged = file.overlay(&cli);
+        assert_eq!(merged.hop.as_deref(), Some("auto"));
+        assert_eq!(merged.silence_db, Some(-50.0));
+        assert!(toml::from_str::<ListenConfig>("colour = 1").is_err());
+    }
+}
