@@ -65,11 +65,8 @@ impl Board {
     pub fn json(&self) -> Value {
         let s = self.snapshot();
         let c = &self.counters;
-        let probs: Map<String, Value> = s
-            .probs
-            .iter()
-            .map(|(l, p)| (l.clone(), json!(p)))
-            .collect();
+        let probs: Map<String, Value> =
+            s.probs.iter().map(|(l, p)| (l.clone(), json!(p))).collect();
         json!({
             "model": s.model,
             "device": s.device,
@@ -103,22 +100,84 @@ impl Board {
             let _ = writeln!(out, "genrepi_{name} {value}");
         };
         let uptime = self.started.elapsed().as_secs_f64();
-        metric("uptime_seconds", "gauge", "Seconds since start.", format!("{uptime:.1}"));
+        metric(
+            "uptime_seconds",
+            "gauge",
+            "Seconds since start.",
+            format!("{uptime:.1}"),
+        );
         let count = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed).to_string();
-        metric("windows_total", "counter", "Windows produced by the front-end.", count(&c.windows));
-        metric("verdicts_total", "counter", "Windows classified or reported as silence.", count(&c.verdicts));
-        metric("dropped_windows_total", "counter", "Windows dropped (queue full) or skipped (past deadline).", c.dropped().to_string());
-        metric("overruns_total", "counter", "Capture overruns (ring full or device xrun).", count(&c.overruns));
-        metric("device_reopens_total", "counter", "Times the audio device was reopened after a failure.", count(&c.reopens));
-        metric("inference_errors_total", "counter", "Windows the model failed on.", count(&c.errors));
-        metric("latency_seconds", "gauge", "Audio-to-verdict latency of the latest window.", format!("{:.4}", s.latency_ms / 1000.0));
-        metric("inference_seconds", "gauge", "Model time of the latest classified window.", format!("{:.4}", s.inference_ms / 1000.0));
-        metric("level_dbfs", "gauge", "RMS level of the latest window.", format!("{:.1}", s.level_db));
-        metric("hop_seconds", "gauge", "Current window hop.", format!("{:.4}", s.hop_s));
-        let _ = writeln!(out, "# HELP genrepi_probability Latest window's probability per genre.");
+        metric(
+            "windows_total",
+            "counter",
+            "Windows produced by the front-end.",
+            count(&c.windows),
+        );
+        metric(
+            "verdicts_total",
+            "counter",
+            "Windows classified or reported as silence.",
+            count(&c.verdicts),
+        );
+        metric(
+            "dropped_windows_total",
+            "counter",
+            "Windows dropped (queue full) or skipped (past deadline).",
+            c.dropped().to_string(),
+        );
+        metric(
+            "overruns_total",
+            "counter",
+            "Capture overruns (ring full or device xrun).",
+            count(&c.overruns),
+        );
+        metric(
+            "device_reopens_total",
+            "counter",
+            "Times the audio device was reopened after a failure.",
+            count(&c.reopens),
+        );
+        metric(
+            "inference_errors_total",
+            "counter",
+            "Windows the model failed on.",
+            count(&c.errors),
+        );
+        metric(
+            "latency_seconds",
+            "gauge",
+            "Audio-to-verdict latency of the latest window.",
+            format!("{:.4}", s.latency_ms / 1000.0),
+        );
+        metric(
+            "inference_seconds",
+            "gauge",
+            "Model time of the latest classified window.",
+            format!("{:.4}", s.inference_ms / 1000.0),
+        );
+        metric(
+            "level_dbfs",
+            "gauge",
+            "RMS level of the latest window.",
+            format!("{:.1}", s.level_db),
+        );
+        metric(
+            "hop_seconds",
+            "gauge",
+            "Current window hop.",
+            format!("{:.4}", s.hop_s),
+        );
+        let _ = writeln!(
+            out,
+            "# HELP genrepi_probability Latest window's probability per genre."
+        );
         let _ = writeln!(out, "# TYPE genrepi_probability gauge");
         for (label, p) in &s.probs {
-            let _ = writeln!(out, "genrepi_probability{{genre=\"{}\"}} {p}", escape_label(label));
+            let _ = writeln!(
+                out,
+                "genrepi_probability{{genre=\"{}\"}} {p}",
+                escape_label(label)
+            );
         }
         out
     }
@@ -130,11 +189,11 @@ impl Board {
         let genre = s.genre.as_deref().unwrap_or("waiting for audio");
         let mut bars = String::new();
         for (label, p) in &s.probs {
-            let _ = write!(
+            let _ = writeln!(
                 bars,
                 "<div class=\"row\"><span class=\"label\">{l}</span>\
                  <span class=\"bar\"><span class=\"fill\" data-genre=\"{l}\" style=\"width:{w:.1}%\"></span></span>\
-                 <span class=\"p\">{p:.2}</span></div>\n",
+                 <span class=\"p\">{p:.2}</span></div>",
                 l = escape_html(label),
                 w = (p * 100.0).clamp(0.0, 100.0),
             );
@@ -201,7 +260,13 @@ fn round1(x: f64) -> f64 {
 
 fn format_uptime(d: Duration) -> String {
     let s = d.as_secs();
-    format!("{}d {:02}:{:02}:{:02}", s / 86400, s / 3600 % 24, s / 60 % 60, s % 60)
+    format!(
+        "{}d {:02}:{:02}:{:02}",
+        s / 86400,
+        s / 3600 % 24,
+        s / 60 % 60,
+        s % 60
+    )
 }
 
 fn escape_html(s: &str) -> String {
@@ -212,7 +277,9 @@ fn escape_html(s: &str) -> String {
 }
 
 fn escape_label(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 /// A running status server.
@@ -232,9 +299,10 @@ impl StatusServer {
         } else {
             format!("127.0.0.1:{addr}")
         };
-        let server = Arc::new(tiny_http::Server::http(&addr).map_err(|e| {
-            Error::Config(format!("--http {addr}: cannot listen: {e}"))
-        })?);
+        let server = Arc::new(
+            tiny_http::Server::http(&addr)
+                .map_err(|e| Error::Config(format!("--http {addr}: cannot listen: {e}")))?,
+        );
         let bound = server
             .server_addr()
             .to_ip()

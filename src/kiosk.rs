@@ -86,8 +86,22 @@ impl ListenConfig {
             ($($f:ident),*) => { ListenConfig { $($f: over.$f.clone().or(self.$f)),* } };
         }
         pick!(
-            model, threads, device, rate, channels, format, hop, queue, deadline, smoothing,
-            hysteresis, silence_db, stall_timeout, http, max_memory, json
+            model,
+            threads,
+            device,
+            rate,
+            channels,
+            format,
+            hop,
+            queue,
+            deadline,
+            smoothing,
+            hysteresis,
+            silence_db,
+            stall_timeout,
+            http,
+            max_memory,
+            json
         )
     }
 }
@@ -120,9 +134,9 @@ pub fn resolve(cfg: &ListenConfig) -> Result<Resolved> {
     };
     let positive = |name: &str, v: Option<f64>| -> Result<Option<f64>> {
         match v {
-            Some(x) if !(x > 0.0 && x.is_finite()) => {
-                Err(Error::Config(format!("{name} must be a positive number of seconds")))
-            }
+            Some(x) if !(x > 0.0 && x.is_finite()) => Err(Error::Config(format!(
+                "{name} must be a positive number of seconds"
+            ))),
             other => Ok(other),
         }
     };
@@ -145,7 +159,10 @@ pub fn resolve(cfg: &ListenConfig) -> Result<Resolved> {
             sample_rate: cfg.rate,
             channels: cfg.channels,
             sample_format,
-            stall_timeout: stall.map_or(CaptureSettings::default().stall_timeout, Duration::from_secs_f64),
+            stall_timeout: stall.map_or(
+                CaptureSettings::default().stall_timeout,
+                Duration::from_secs_f64,
+            ),
             ..CaptureSettings::default()
         },
         live: LiveSettings {
@@ -263,7 +280,8 @@ impl Signals {
         use signal_hook::flag;
         let term = Arc::new(AtomicBool::new(false));
         let reload = Arc::new(AtomicBool::new(false));
-        let fail = |e: std::io::Error| Error::Config(format!("cannot install signal handlers: {e}"));
+        let fail =
+            |e: std::io::Error| Error::Config(format!("cannot install signal handlers: {e}"));
         // Registered first, so it sees the flag before this SIGINT sets it:
         // a second SIGINT exits at once.
         flag::register_conditional_shutdown(SIGINT, 130, term.clone()).map_err(fail)?;
@@ -348,7 +366,11 @@ pub fn run(
                 .unwrap_or_else(|| "default input".into());
         }
         let labels = model.labels().to_vec();
-        let format = if settings.json { Format::Json } else { Format::Text };
+        let format = if settings.json {
+            Format::Json
+        } else {
+            Format::Text
+        };
         let (status, broken_pipe) = (status.clone(), broken_pipe.clone());
         let frame_s = model.manifest().features.frame_seconds();
         let counters_for_sink = counters.clone();
@@ -373,7 +395,11 @@ pub fn run(
                     s.genre = Some(labels[c.smoothed].clone());
                     s.probability = c.smoothed_p;
                     s.inference_ms = c.inference.as_secs_f64() * 1e3;
-                    s.probs = labels.iter().cloned().zip(c.probs.iter().copied()).collect();
+                    s.probs = labels
+                        .iter()
+                        .cloned()
+                        .zip(c.probs.iter().copied())
+                        .collect();
                 }
             }
         });
@@ -398,6 +424,12 @@ pub fn run(
             break;
         }
         if pipeline.finished() {
+            if let Some(e) = pipeline.take_failure() {
+                if let Some(server) = server {
+                    server.stop();
+                }
+                return Err(e);
+            }
             break;
         }
         if let Ok(mut s) = status.lock() {
@@ -432,7 +464,10 @@ pub fn run(
     }
     let t = Instant::now();
     if !pipeline.stop(Duration::from_millis(800)) {
-        log::warn!("capture thread still blocked in the device after {:.0?}; exiting without it", t.elapsed());
+        log::warn!(
+            "capture thread still blocked in the device after {:.0?}; exiting without it",
+            t.elapsed()
+        );
     }
     if let Some(server) = server {
         server.stop();

@@ -51,7 +51,9 @@ impl std::str::FromStr for Hop {
         }
         match s.parse::<f64>() {
             Ok(v) if v > 0.0 && v.is_finite() => Ok(Hop::Fixed(v)),
-            _ => Err(format!("hop must be a positive number of seconds or 'auto', not '{s}'")),
+            _ => Err(format!(
+                "hop must be a positive number of seconds or 'auto', not '{s}'"
+            )),
         }
     }
 }
@@ -414,6 +416,7 @@ pub struct Pipeline {
     inference: Option<JoinHandle<()>>,
     /// Capture state, for status.
     pub state: Arc<Mutex<CaptureState>>,
+    failure: Arc<Mutex<Option<Error>>>,
 }
 
 /// Reopen backoff: first wait, and the most it grows to.
@@ -435,6 +438,7 @@ impl Pipeline {
         let queue = Arc::new(WindowQueue::new(settings.queue, window_len));
         let stop = Arc::new(AtomicBool::new(false));
         let state = Arc::new(Mutex::new(CaptureState::Opening));
+        let failure = Arc::new(Mutex::new(None));
         let initial_hop = match settings.hop {
             Hop::Fixed(s) => s,
             Hop::Auto => 1.0,
@@ -450,16 +454,19 @@ impl Pipeline {
                 (stop.clone(), queue.clone(), counters.clone(), state.clone());
             let hop_control = hop_control.clone();
             let cfg = cfg.clone();
+            let failure = failure.clone();
             std::thread::Builder::new()
                 .name("capture".into())
                 .spawn(move || {
                     let mut backoff = BACKOFF.0;
                     let mut seq = 0u64;
+                    let mut first = true;
                     while !stop.load(Ordering::Relaxed) {
                         set(&state, CaptureState::Opening);
                         let session_stop = stop.clone();
                         match opener.open(session_stop) {
                             Ok((guard, mut source, stats)) => {
+                                first = false;
                                 set(&state, CaptureState::Running);
                                 let base = counters.overruns.load(Ordering::Relaxed);
                                 let name = source.name().to_string();
@@ -473,8 +480,8 @@ impl Pipeline {
                                         .store(base + stats.overruns(), Ordering::Relaxed);
                                     let meta = WindowMeta {
                                         seq,
-                                        end_s: (w.first_frame + cfg.frames as u64) as f64
-                                            * cfg.frame_seconds(),
+                                        end_s: w.first_frame as f64 * cfg.frame_seconds()
+                                            + cfg.window_seconds(),
                                         level_db: w.level_db,
                                         ready: Instant::now(),
                                     };
@@ -502,6 +509,16 @@ impl Pipeline {
                                     ),
                                 }
                             }
+                            // A device that cannot be opened at start is a
+                            // configuration error: report it and end (a service
+                            // manager restarts us). Later failures are retried.
+                            Err(e) if first => {
+                                if let Ok(mut f) = failure.lock() {
+                                    *f = Some(e);
+                                }
+                                stop.store(true, Ordering::Relaxed);
+                                break;
+                            }
                             Err(e) => log::warn!("{e}; retrying in {backoff:.1?}"),
                         }
                         set(&state, CaptureState::Retrying);
@@ -525,7 +542,8 @@ impl Pipeline {
                 .name("inference".into())
                 .spawn(move || {
                     let mut window = vec![0.0f32; window_len];
-                    let mut smoother = Smoother::new(labels, settings.smoothing, settings.hysteresis);
+                    let mut smoother =
+                        Smoother::new(labels, settings.smoothing, settings.hysteresis);
                     let mut mean_inference: Option<f64> = None;
                     loop {
                         let meta = match queue.pop_into(&mut window, Duration::from_millis(100)) {
@@ -537,8 +555,8 @@ impl Pipeline {
                         if stop.load(Ordering::Relaxed) {
                             break;
                         }
-                        let hop_s =
-                            counters.hop_frames.load(Ordering::Relaxed) as f64 * cfg.frame_seconds();
+                        let hop_s = counters.hop_frames.load(Ordering::Relaxed) as f64
+                            * cfg.frame_seconds();
                         if meta.ready.elapsed() > settings.deadline_for(hop_s) {
                             counters.dropped_late.fetch_add(1, Ordering::Relaxed);
                             continue;
@@ -599,7 +617,13 @@ impl Pipeline {
             capture: Some(capture),
             inference: Some(inference),
             state,
+            failure,
         })
+    }
+
+    /// Why the pipeline ended by itself, if it failed to open the device.
+    pub fn take_failure(&self) -> Option<Error> {
+        self.failure.lock().ok().and_then(|mut f| f.take())
     }
 
     /// Whether both threads have finished (the opener's input ended).
@@ -616,7 +640,10 @@ impl Pipeline {
         self.queue.close();
         let until = Instant::now() + timeout;
         let mut joined = true;
-        for handle in [self.inference.take(), self.capture.take()].into_iter().flatten() {
+        for handle in [self.inference.take(), self.capture.take()]
+            .into_iter()
+            .flatten()
+        {
             while !handle.is_finished() && Instant::now() < until {
                 std::thread::sleep(Duration::from_millis(5));
             }

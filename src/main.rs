@@ -12,11 +12,11 @@ use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 
 use genrepi::audio::{AudioSource, FileSource, Paced};
+use genrepi::kiosk::{self, ListenConfig};
+use genrepi::live::LiveSettings;
 use genrepi::model::{self, Model};
 use genrepi::output::{Format, Printer};
 use genrepi::scheduler::{Frontend, StageTimes, classify_stream};
-use genrepi::kiosk::{self, ListenConfig};
-use genrepi::live::LiveSettings;
 use genrepi::{dataset, eval};
 
 /// Music genre, every second, from a microphone or a file.
@@ -468,7 +468,11 @@ fn print_info(model: &Model) {
         &genrepi::audio::CaptureSettings::default(),
         &LiveSettings::default(),
     );
-    let _ = writeln!(out, "memory:     listen needs about {}", estimate.describe());
+    let _ = writeln!(
+        out,
+        "memory:     listen needs about {}",
+        estimate.describe()
+    );
     if !m.provenance.is_empty() {
         let _ = writeln!(out, "provenance:");
         for (k, v) in &m.provenance {

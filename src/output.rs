@@ -123,12 +123,12 @@ pub fn live_line(format: Format, labels: &[String], v: &Verdict<'_>) -> String {
     match format {
         Format::Text => {
             let mut line = match &v.result {
-                None => format!("{ts}  {:<10} {:5}  level {:.1} dBFS", "silence", "", v.level_db),
+                None => format!(
+                    "{ts}  {:<10} {:5}  level {:.1} dBFS",
+                    "silence", "", v.level_db
+                ),
                 Some(c) => {
-                    let mut s = format!(
-                        "{ts}  {:<10} {:.2} ",
-                        labels[c.smoothed], c.smoothed_p
-                    );
+                    let mut s = format!("{ts}  {:<10} {:.2} ", labels[c.smoothed], c.smoothed_p);
                     for i in top3(c.probs) {
                         s.push_str(&format!(" {} {:.2}", labels[i], c.probs[i]));
                     }
@@ -137,7 +137,10 @@ pub fn live_line(format: Format, labels: &[String], v: &Verdict<'_>) -> String {
                 }
             };
             if v.dropped > 0 || v.overruns > 0 {
-                line.push_str(&format!("  (dropped {}, overruns {})", v.dropped, v.overruns));
+                line.push_str(&format!(
+                    "  (dropped {}, overruns {})",
+                    v.dropped, v.overruns
+                ));
             }
             line
         }

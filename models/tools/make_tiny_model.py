@@ -11,7 +11,14 @@ checksum, shape checks, optimisation, inference) in milliseconds.
 writes models/tiny/tiny.onnx + tiny.toml (native 1x128x130 input), the
 default manifest models/default.toml pointing at it, and
 tests/fixtures/models/tiny-rgb.onnx + .toml (1x3x32x32, the resize path).
+
+    python3 models/tools/make_tiny_model.py --slow DIR [--layers N]
+
+writes DIR/slow.onnx + slow.toml instead: a deliberately slow model (N
+full-resolution 3x3 convolutions with 32 channels that share one weight
+tensor, so the file stays ~40 KB) for the live overload tests.
 """
+import argparse
 import hashlib
 from pathlib import Path
 
@@ -50,6 +57,38 @@ def build(channels: int, height: int, width: int, seed: int) -> onnx.ModelProto:
         inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)],
                               producer_name="genrepi make_tiny_model.py")
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model
+
+
+def build_slow(layers: int, seed: int) -> onnx.ModelProto:
+    """1x128x130 in; `layers` 3x3 convs at full resolution, 32 channels."""
+    rng = np.random.default_rng(seed)
+    c = 32
+    w0 = (rng.standard_normal((c, 1, 3, 3)) * 0.3).astype(np.float32)
+    w = (rng.standard_normal((c, c, 3, 3)) * (1.0 / np.sqrt(9 * c))).astype(np.float32)
+    b = np.zeros(c, np.float32)
+    wf = (rng.standard_normal((len(LABELS), c)) * 0.5).astype(np.float32)
+    bf = np.zeros(len(LABELS), np.float32)
+    inits = [numpy_helper.from_array(a, n) for a, n in
+             [(w0, "w0"), (w, "w"), (b, "b"), (wf, "wf"), (bf, "bf")]]
+    nodes = [helper.make_node("Conv", ["input", "w0", "b"], ["h0"], pads=[1, 1, 1, 1])]
+    for i in range(layers):
+        nodes.append(helper.make_node("Conv", [f"h{i}", "w", "b"], [f"c{i}"], pads=[1, 1, 1, 1]))
+        nodes.append(helper.make_node("Relu", [f"c{i}"], [f"h{i + 1}"]))
+    nodes += [
+        helper.make_node("GlobalAveragePool", [f"h{layers}"], ["p"]),
+        helper.make_node("Flatten", ["p"], ["f"], axis=1),
+        helper.make_node("Gemm", ["f", "wf", "bf"], ["logits"], transB=1),
+    ]
+    graph = helper.make_graph(
+        nodes, "genrepi-slow",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 1, 128, 130])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, len(LABELS)])],
+        inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)],
+                              producer_name="genrepi make_tiny_model.py --slow")
     model.ir_version = 8
     onnx.checker.check_model(model)
     return model
@@ -94,6 +133,14 @@ script = "models/tools/make_tiny_model.py"
 
 
 if __name__ == "__main__":
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--slow", type=Path, help="write only the slow test model, into this folder")
+    ap.add_argument("--layers", type=int, default=12, help="convolutions in the slow model")
+    args = ap.parse_args()
+    if args.slow:
+        write(build_slow(args.layers, 2), args.slow / "slow.onnx", "slow-test",
+              (1, 1, 128, 130), f"Deliberately slow test model ({args.layers} full-resolution convs).")
+        raise SystemExit(0)
     write(build(1, 128, 130, 0), ROOT / "models/tiny/tiny.onnx", "tiny-test",
           (1, 1, 128, 130), "Tiny test model with genrepi's native 1x128x130 input.")
     # Until a trained model ships, the default manifest points at the tiny one.

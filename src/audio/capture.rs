@@ -64,7 +64,10 @@ pub fn parse_sample_format(name: &str) -> std::result::Result<SampleFormat, Stri
         .find(|f| f.to_string().eq_ignore_ascii_case(name))
         .ok_or_else(|| {
             let names: Vec<String> = SUPPORTED_FORMATS.iter().map(|f| f.to_string()).collect();
-            format!("unknown sample format '{name}' (one of {})", names.join(", "))
+            format!(
+                "unknown sample format '{name}' (one of {})",
+                names.join(", ")
+            )
         })
 }
 
@@ -365,17 +368,7 @@ pub fn list_input_devices() -> Result<Vec<DeviceInfo>> {
         let id = device_id(&device);
         let configs = device
             .supported_input_configs()
-            .map(|cs| {
-                cs.map(|c| {
-                    let rates = if c.min_sample_rate() == c.max_sample_rate() {
-                        format!("{} Hz", c.min_sample_rate())
-                    } else {
-                        format!("{}-{} Hz", c.min_sample_rate(), c.max_sample_rate())
-                    };
-                    format!("{rates}, {} ch, {}", c.channels(), c.sample_format())
-                })
-                .collect()
-            })
+            .map(|cs| summarise_configs(cs.collect()))
             .unwrap_or_default();
         out.push(DeviceInfo {
             name: device_name(&device),
@@ -393,6 +386,46 @@ pub fn list_input_devices() -> Result<Vec<DeviceInfo>> {
         });
     }
     Ok(out)
+}
+
+/// One line per rate range and sample format, with the channel counts
+/// folded into ranges (plugins like ALSA's `null` offer every combination).
+fn summarise_configs(configs: Vec<cpal::SupportedStreamConfigRange>) -> Vec<String> {
+    let mut groups: Vec<((u32, u32, SampleFormat), Vec<u16>)> = Vec::new();
+    for c in configs {
+        let key = (c.min_sample_rate(), c.max_sample_rate(), c.sample_format());
+        match groups.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, chans)) => chans.push(c.channels()),
+            None => groups.push((key, vec![c.channels()])),
+        }
+    }
+    groups
+        .into_iter()
+        .map(|((lo, hi, format), mut chans)| {
+            chans.sort_unstable();
+            chans.dedup();
+            let mut ranges: Vec<String> = Vec::new();
+            let mut i = 0;
+            while i < chans.len() {
+                let mut j = i;
+                while j + 1 < chans.len() && chans[j + 1] == chans[j] + 1 {
+                    j += 1;
+                }
+                ranges.push(if i == j {
+                    chans[i].to_string()
+                } else {
+                    format!("{}-{}", chans[i], chans[j])
+                });
+                i = j + 1;
+            }
+            let rates = if lo == hi {
+                format!("{lo} Hz")
+            } else {
+                format!("{lo}-{hi} Hz")
+            };
+            format!("{format}, {rates}, {} ch", ranges.join(","))
+        })
+        .collect()
 }
 
 /// An open input stream. Dropping it stops the device.
@@ -464,7 +497,11 @@ pub fn open(
                 .with_max_speed(4.0);
             let stats = reader.stats().clone();
             let stream = build_stream(&device, &name, config, writer)?;
-            (stream, stats, Box::new(reader) as Box<dyn AudioSource + Send>)
+            (
+                stream,
+                stats,
+                Box::new(reader) as Box<dyn AudioSource + Send>,
+            )
         }};
     }
     let (stream, stats, source) = match sample_format {
@@ -479,7 +516,9 @@ pub fn open(
         other => {
             return Err(Error::Device {
                 device: name,
-                detail: format!("sample format {other} is not supported; ask for another with --format"),
+                detail: format!(
+                    "sample format {other} is not supported; ask for another with --format"
+                ),
             });
         }
     };

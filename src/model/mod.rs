@@ -239,8 +239,13 @@ impl Model {
                 frees[last_use[n]].push(n);
             }
         }
-        let node_bytes =
-            |n: usize| -> u64 { model.nodes()[n].outputs.iter().map(|o| fact_bytes(&o.fact)).sum() };
+        let node_bytes = |n: usize| -> u64 {
+            model.nodes()[n]
+                .outputs
+                .iter()
+                .map(|o| fact_bytes(&o.fact))
+                .sum()
+        };
         let (mut live, mut peak) = (0u64, 0u64);
         for (step, &n) in order.iter().enumerate() {
             live += node_bytes(n);
