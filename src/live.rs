@@ -365,6 +365,12 @@ pub trait Opener: Send + 'static {
 
     /// Name for messages.
     fn describe(&self) -> String;
+
+    /// Whether the input has ended for good (a finite synthetic source);
+    /// checked after a session ends. Devices never end.
+    fn exhausted(&self) -> bool {
+        false
+    }
 }
 
 /// Opens a real input device through cpal.
@@ -499,7 +505,7 @@ impl Pipeline {
                                     .store(base + stats.overruns(), Ordering::Relaxed);
                                 drop(source);
                                 drop(guard);
-                                if stop.load(Ordering::Relaxed) {
+                                if stop.load(Ordering::Relaxed) || opener.exhausted() {
                                     break;
                                 }
                                 match result {

@@ -176,6 +176,11 @@ impl<T: Copy> RingWriter<T> {
     pub fn stats(&self) -> &Arc<RingStats> {
         &self.stats
     }
+
+    /// Samples written but not yet read.
+    pub fn pending(&self) -> usize {
+        self.prod.occupied_len()
+    }
 }
 
 /// The consuming end of a capture ring, as an [`AudioSource`].
