@@ -122,7 +122,11 @@ impl Opener for SoakOpener {
                         && frames >= CHECKPOINTS[next_checkpoint] * 60 * RATE as u64
                     {
                         if let Ok(mut m) = memory.lock() {
-                            m.push((CHECKPOINTS[next_checkpoint], status_kb("VmHWM:"), status_kb("VmRSS:")));
+                            m.push((
+                                CHECKPOINTS[next_checkpoint],
+                                status_kb("VmHWM:"),
+                                status_kb("VmRSS:"),
+                            ));
                         }
                         next_checkpoint += 1;
                     }
@@ -164,7 +168,10 @@ fn main() -> anyhow::Result<()> {
     let model = Model::load(&model::locate(args.model.as_deref())?, 1)?;
     let shared = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/gtzan-mini");
     let clips = if args.clips.is_empty() {
-        vec![shared.join("rock/rock.00000.wav"), shared.join("jazz/jazz.00000.wav")]
+        vec![
+            shared.join("rock/rock.00000.wav"),
+            shared.join("jazz/jazz.00000.wav"),
+        ]
     } else {
         args.clips.clone()
     };
@@ -186,7 +193,10 @@ fn main() -> anyhow::Result<()> {
     let sink_lat = latencies.clone();
     let sink = Box::new(move |v: &Verdict<'_>| {
         if let (Some(c), Ok(mut l)) = (&v.result, sink_lat.lock()) {
-            l.push((v.latency.as_secs_f64() * 1e3, c.inference.as_secs_f64() * 1e3));
+            l.push((
+                v.latency.as_secs_f64() * 1e3,
+                c.inference.as_secs_f64() * 1e3,
+            ));
         }
     });
     let settings = LiveSettings {
@@ -220,7 +230,11 @@ fn main() -> anyhow::Result<()> {
         seconds / 3600.0,
         clips.len(),
         seconds / wall,
-        if args.speed > 0.0 { format!(", paced at {}x", args.speed) } else { ", unpaced".into() }
+        if args.speed > 0.0 {
+            format!(", paced at {}x", args.speed)
+        } else {
+            ", unpaced".into()
+        }
     );
     println!(
         "model: {} ({:.1} MB), hop {} s, queue {}, deadline {:?}",
@@ -254,7 +268,10 @@ fn main() -> anyhow::Result<()> {
         percentile(&inf, 0.5),
         inf.last().copied().unwrap_or(f64::NAN)
     );
-    println!("RSS before start: {:.1} MB (model loaded, audio decoded)", rss_before as f64 / 1024.0);
+    println!(
+        "RSS before start: {:.1} MB (model loaded, audio decoded)",
+        rss_before as f64 / 1024.0
+    );
     let mem = memory.lock().unwrap();
     for (minute, hwm, rss) in mem.iter() {
         println!(

@@ -2,8 +2,9 @@
 # Everything genrepi needs on a fresh Debian (bookworm or later) machine.
 #
 #   bash scripts/setup-debian.sh          # build and run: apt packages, Rust
-#   bash scripts/setup-debian.sh --dev    # also tests: rustfmt, clippy, and a
-#                                         # Python venv (.venv) with librosa
+#   bash scripts/setup-debian.sh --dev    # also tests: rustfmt, clippy, a
+#                                         # Python venv (.venv) with librosa,
+#                                         # and Chromium for the status page
 #
 # Idempotent: re-running only installs what is missing.
 set -euo pipefail
@@ -15,8 +16,9 @@ dev=false
 sudo=""
 [ "$(id -u)" -ne 0 ] && sudo="sudo"
 
-packages=(build-essential pkg-config ca-certificates curl)
-$dev && packages+=(python3 python3-venv python3-pip)
+# libasound2-dev: cpal's ALSA backend (live capture).
+packages=(build-essential pkg-config ca-certificates curl libasound2-dev)
+$dev && packages+=(python3 python3-venv python3-pip chromium)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -219,6 +219,7 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
         _ => {}
     }
     let manifest = model::locate(common.model.as_deref())?;
+    let rss_before = genrepi::platform::resident_memory();
     let model = Model::load(&manifest, common.threads).context("loading the model")?;
     let jobs = |j: Option<usize>| -> anyhow::Result<usize> {
         match j {
@@ -275,10 +276,35 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
         }
         Command::Info => {
             print_info(&model);
+            print_measured_memory(&model, rss_before)?;
             Ok(true)
         }
         Command::Listen(_) | Command::Devices => unreachable!("handled above"),
     }
+}
+
+/// Resident memory before loading, after loading and after a first
+/// inference: what the model really costs here.
+fn print_measured_memory(model: &Arc<Model>, before: Option<(u64, u64)>) -> anyhow::Result<()> {
+    let Some((before, _)) = before else {
+        return Ok(());
+    };
+    let mb = |b: u64| b as f64 / (1 << 20) as f64;
+    let (loaded, _) = genrepi::platform::resident_memory().unwrap_or_default();
+    let mut classifier = model.classifier()?;
+    let f = &model.manifest().features;
+    classifier.classify(&vec![-40.0; f.n_mels * f.frames])?;
+    let (_, peak) = genrepi::platform::resident_memory().unwrap_or_default();
+    println!(
+        "measured:   RSS {:.0} MiB before loading, {:.0} MiB loaded (+{:.0}), \
+         peak {:.0} MiB after one inference (+{:.0})",
+        mb(before),
+        mb(loaded),
+        mb(loaded.saturating_sub(before)),
+        mb(peak),
+        mb(peak.saturating_sub(loaded))
+    );
+    Ok(())
 }
 
 fn listen(common: &Common, a: &ListenArgs) -> anyhow::Result<()> {

@@ -125,3 +125,17 @@ fn detect_features() -> Vec<Feature> {
 fn detect_features() -> Vec<Feature> {
     Vec::new()
 }
+
+/// This process's resident memory (`VmRSS`) and its peak (`VmHWM`), in
+/// bytes, from `/proc/self/status`; `None` where that is unavailable.
+pub fn resident_memory() -> Option<(u64, u64)> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let field = |name: &str| -> Option<u64> {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map(|kb| kb * 1024)
+    };
+    Some((field("VmRSS:")?, field("VmHWM:")?))
+}

@@ -574,3 +574,194 @@ fn missing_device_is_a_clear_error_for_devices_and_bad_options() {
     assert_eq!(code, Some(0));
     assert!(out.contains("(default)"), "{out}");
 }
+
+/// A plain HTTP/1.0 GET; returns the status code and body.
+fn http_get(addr: &str, path: &str) -> (u16, String) {
+    use std::io::Read;
+    let mut s = std::net::TcpStream::connect(addr).expect("connect to the status server");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut response = String::new();
+    s.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (code, body.to_string())
+}
+
+fn chromium() -> Option<PathBuf> {
+    ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.is_file())
+}
+
+#[test]
+fn status_page_api_and_metrics_serve_the_live_state() {
+    let dir = temp_dir("listen_http");
+    let alsa = AlsaFifo::new(&dir);
+    let _writer = Writer::start(&alsa.fifo, vec![Step::Audio(signal(60.0, 21))]);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut listener = alsa.listen(None, &["--hop", "0.5", "--http", &port.to_string()]);
+    listener.until(Duration::from_secs(60), |v| v["seq"] == 2);
+
+    let (code, body) = http_get(&addr, "/api/status");
+    assert_eq!(code, 200, "{body}");
+    let status: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(status["state"], "running", "{status}");
+    assert_eq!(status["model"], "tiny-test");
+    assert!(status["windows"].as_u64().unwrap() >= 3, "{status}");
+    assert_eq!(status["overruns"], 0);
+    assert!(status["uptime_s"].as_f64().unwrap() > 0.0);
+    let genre = status["genre"].as_str().unwrap().to_string();
+    assert_eq!(status["probs"].as_object().unwrap().len(), 10);
+
+    let (code, metrics) = http_get(&addr, "/metrics");
+    assert_eq!(code, 200);
+    for needle in [
+        "# TYPE genrepi_windows_total counter",
+        "genrepi_dropped_windows_total 0",
+        "genrepi_overruns_total 0",
+        "genrepi_probability{genre=\"rock\"} ",
+    ] {
+        assert!(
+            metrics.contains(needle),
+            "{needle} missing from:\n{metrics}"
+        );
+    }
+    assert_eq!(http_get(&addr, "/nope").0, 404);
+
+    match chromium() {
+        None => skip_without_python("chromium (Debian package) for the status page test"),
+        Some(browser) => {
+            let shot = dir.join("status.png");
+            let run = |extra: &[&str]| {
+                Command::new(&browser)
+                    .args([
+                        "--headless",
+                        "--no-sandbox",
+                        "--disable-gpu",
+                        "--no-first-run",
+                    ])
+                    .arg(format!(
+                        "--user-data-dir={}",
+                        dir.join("chromium").display()
+                    ))
+                    .args(extra)
+                    .arg(format!("http://{addr}/"))
+                    .output()
+                    .expect("chromium runs")
+            };
+            let dom = run(&["--dump-dom"]);
+            let dom = String::from_utf8_lossy(&dom.stdout).to_string();
+            assert!(dom.contains("http-equiv=\"refresh\""), "{dom}");
+            let shown = dom
+                .split("<h1 id=\"genre\">")
+                .nth(1)
+                .and_then(|s| s.split("</h1>").next())
+                .unwrap_or_else(|| panic!("no genre heading in:\n{dom}"));
+            let labels = [
+                "blues",
+                "classical",
+                "country",
+                "disco",
+                "hiphop",
+                "jazz",
+                "metal",
+                "pop",
+                "reggae",
+                "rock",
+                "silence",
+            ];
+            assert!(
+                labels.contains(&shown),
+                "heading shows '{shown}' (API said {genre})"
+            );
+            let bars = dom.matches("class=\"fill\"").count();
+            assert_eq!(bars, 10, "{dom}");
+            assert!(dom.contains("id=\"overruns\">0<"), "{dom}");
+            let out = run(&[
+                &format!("--screenshot={}", shot.display()),
+                "--window-size=800,600",
+            ]);
+            let png = std::fs::read(&shot).unwrap_or_else(|_| {
+                panic!("no screenshot: {}", String::from_utf8_lossy(&out.stderr))
+            });
+            assert!(
+                png.starts_with(b"\x89PNG") && png.len() > 5000,
+                "{} bytes",
+                png.len()
+            );
+        }
+    }
+    let (_, status, _, stderr) = listener.terminate();
+    assert!(status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("status page on http://{addr}/")),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn sighup_reloads_and_a_second_sigint_exits_at_once() {
+    let dir = temp_dir("listen_signals");
+    let alsa = AlsaFifo::new(&dir);
+    let config = dir.join("genrepi.toml");
+    std::fs::write(&config, "hop = \"0.5\"\nsmoothing = 1\n").unwrap();
+    let _writer = Writer::start(&alsa.fifo, vec![Step::Audio(signal(60.0, 31))]);
+    let mut listener = alsa.listen(None, &["--config", config.to_str().unwrap()]);
+    let first = listener.next(Duration::from_secs(30));
+    assert_eq!(first["seq"], 0);
+    // A broken config is refused and the running settings stay.
+    std::fs::write(&config, "hop = \"sideways\"\n").unwrap();
+    let kill = |sig: &str, pid: u32| {
+        assert!(
+            Command::new("kill")
+                .args([sig, &pid.to_string()])
+                .status()
+                .unwrap()
+                .success()
+        )
+    };
+    kill("-HUP", listener.pid());
+    listener.next(Duration::from_secs(10));
+    // A good one is applied: a new pipeline starts its windows again.
+    std::fs::write(&config, "hop = \"1.0\"\nsmoothing = 1\n").unwrap();
+    kill("-HUP", listener.pid());
+    let reloaded = listener.until(Duration::from_secs(30), |v| v["end_s"].as_f64() < Some(3.2));
+    assert!(reloaded.last().unwrap()["probs"].is_object());
+    let next = listener.next(Duration::from_secs(10));
+    let last = reloaded.last().unwrap();
+    let step = next["end_s"].as_f64().unwrap() - last["end_s"].as_f64().unwrap();
+    assert!((step - 0.9985).abs() < 0.01, "hop after reload is {step} s");
+
+    // Two SIGINTs in a row: the second does not wait for the graceful stop.
+    let pid = listener.pid();
+    kill("-INT", pid);
+    kill("-INT", pid);
+    let sent = Instant::now();
+    let status = loop {
+        if let Some(s) = listener.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(sent.elapsed() < Duration::from_secs(5), "still running");
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let stderr = listener.stderr.lock().unwrap().clone();
+    assert!(
+        stderr.contains("reload failed, keeping the running model"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("reloaded tiny-test"), "{stderr}");
+    // The graceful stop waits for the main loop's next 20 ms tick; the
+    // second signal comes a few ms after the first and exits with 130.
+    assert_eq!(status.code(), Some(130), "{status:?}; stderr:\n{stderr}");
+}

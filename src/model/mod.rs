@@ -202,9 +202,10 @@ impl Model {
         self.manifest.input.shape.iter().product()
     }
 
-    /// What running this model holds in memory, from its optimised plan:
-    /// constant tensors (weights) and the peak of intermediate values alive
-    /// at once in tract's execution order.
+    /// What running this model holds in memory: its weights (the ONNX
+    /// file's size; after optimisation tract keeps them inside the operators,
+    /// not as graph constants) and, from the optimised plan, the peak of
+    /// intermediate values alive at once in tract's execution order.
     pub fn memory_plan(&self) -> ModelMemory {
         let model = self.plan.model();
         let fact_bytes = |f: &TypedFact| -> u64 {
@@ -215,14 +216,6 @@ impl Model {
                 .unwrap_or(0);
             (volume * f.datum_type.size_of()) as u64
         };
-        let mut constants = 0u64;
-        for node in model.nodes() {
-            if let Some(k) = node.outputs.first().and_then(|o| o.fact.konst.as_ref())
-                && node.inputs.is_empty()
-            {
-                constants += (k.len() * k.datum_type().size_of()) as u64;
-            }
-        }
         let order = self.plan.order_without_consts();
         let mut last_use = vec![usize::MAX; model.nodes().len()];
         for (step, &n) in order.iter().enumerate() {
@@ -256,7 +249,6 @@ impl Model {
         }
         ModelMemory {
             file: self.onnx_bytes,
-            constants,
             activations: peak,
         }
     }
@@ -329,10 +321,8 @@ impl Model {
 /// What a loaded model holds, in bytes; see [`Model::memory_plan`].
 #[derive(Debug, Clone, Copy)]
 pub struct ModelMemory {
-    /// The ONNX file's size.
+    /// The ONNX file's size (its weights, as stored).
     pub file: u64,
-    /// Constant tensors in the optimised plan, as tract declares them.
-    pub constants: u64,
     /// Peak bytes of intermediate values alive at once.
     pub activations: u64,
 }
