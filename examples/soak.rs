@@ -61,7 +61,7 @@ fn status_kb(field: &str) -> u64 {
 }
 
 /// Decodes a clip and converts it to 48 kHz stereo i16.
-fn load(path: &PathBuf) -> anyhow::Result<Vec<i16>> {
+fn load(path: &std::path::Path) -> anyhow::Result<Vec<i16>> {
     let mut src = FileSource::open(path)?;
     let f = src.format();
     let mut conv = Conditioner::new(f.sample_rate, f.channels, RATE)?;
