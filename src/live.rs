@@ -720,7 +720,7 @@ mod tests {
         let mut s = Smoother::new(2, 1, 0.1);
         assert_eq!(s.update(&[0.6, 0.4]).0, 0);
         // Class 1 now leads, but by less than the margin: keep class 0.
-        assert_eq!(s.update(&[0.45, 0.55]).0, 0);
+        assert_eq!(s.update(&[0.47, 0.53]).0, 0);
         // A clear lead switches.
         assert_eq!(s.update(&[0.2, 0.8]).0, 1);
         s.reset();
