@@ -439,13 +439,12 @@ fn unplugged_device_is_reopened_and_listening_resumes() {
     assert!(stderr.contains("no clock behind it"), "{stderr}");
 }
 
-#[test]
-fn overload_drops_windows_with_bounded_latency_and_flat_memory() {
-    let dir = temp_dir("listen_overload");
-    let made = Command::new(python())
+/// Writes DIR/slow.toml: a real but deliberately slow model.
+fn make_slow_model(dir: &Path) -> bool {
+    Command::new(python())
         .arg(repo("models/tools/make_tiny_model.py"))
         .arg("--slow")
-        .arg(&dir)
+        .arg(dir)
         // Emulated aarch64 is ~20x slower: fewer layers keep it overloaded
         // without taking minutes per window.
         .args([
@@ -456,10 +455,54 @@ fn overload_drops_windows_with_bounded_latency_and_flat_memory() {
                 "12"
             },
         ])
-        .output();
-    match made {
-        Ok(o) if o.status.success() => {}
-        _ => return skip_without_python("python3 with onnx (make_tiny_model.py --slow)"),
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+#[test]
+fn hop_auto_spaces_windows_to_the_inference_time() {
+    let dir = temp_dir("listen_hop_auto");
+    if !make_slow_model(&dir) {
+        return skip_without_python("python3 with onnx (make_tiny_model.py --slow)");
+    }
+    let alsa = AlsaFifo::new(&dir);
+    let _writer = Writer::start(&alsa.fifo, vec![Step::Audio(signal(120.0, 41))]);
+    let mut listener = alsa.listen(Some(&dir.join("slow.toml")), &["--hop", "auto"]);
+    let mut verdicts = Vec::new();
+    for _ in 0..8 {
+        verdicts.push(listener.next(Duration::from_secs(120)));
+    }
+    let (_, status, _, stderr) = listener.terminate();
+    assert!(status.success(), "{stderr}");
+    // After the first few inferences the hop follows them: 1.25 x their
+    // running mean, never under 0.25 s, and nothing more is dropped.
+    let tail = &verdicts[4..];
+    let mean_inference = tail
+        .iter()
+        .map(|v| v["inference_ms"].as_f64().unwrap())
+        .sum::<f64>()
+        / tail.len() as f64
+        / 1000.0;
+    let expected = (1.25 * mean_inference).max(0.25);
+    for pair in tail.windows(2) {
+        let hop = pair[1]["end_s"].as_f64().unwrap() - pair[0]["end_s"].as_f64().unwrap();
+        assert!(
+            hop > 0.7 * expected && hop < 1.4 * expected,
+            "hop {hop:.3} s, expected about {expected:.3} s"
+        );
+    }
+    assert_eq!(
+        tail[0]["dropped"],
+        tail.last().unwrap()["dropped"],
+        "{tail:?}"
+    );
+}
+
+#[test]
+fn overload_drops_windows_with_bounded_latency_and_flat_memory() {
+    let dir = temp_dir("listen_overload");
+    if !make_slow_model(&dir) {
+        return skip_without_python("python3 with onnx (make_tiny_model.py --slow)");
     }
     let alsa = AlsaFifo::new(&dir);
     let _writer = Writer::start(&alsa.fifo, vec![Step::Audio(signal(120.0, 5))]);
