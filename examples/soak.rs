@@ -213,6 +213,7 @@ fn main() -> anyhow::Result<()> {
         Box::new(opener),
         counters.clone(),
         sink,
+        true,
     )?;
     while !pipeline.finished() {
         std::thread::sleep(Duration::from_millis(50));

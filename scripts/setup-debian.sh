@@ -21,7 +21,9 @@ packages=(build-essential pkg-config ca-certificates curl libasound2-dev)
 $dev && packages+=(python3 python3-venv python3-pip chromium)
 missing=()
 for p in "${packages[@]}"; do
-  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+  # With arm64 headers also installed (cross/), a bare name is ambiguous.
+  dpkg -s "$p" >/dev/null 2>&1 || dpkg -s "$p:$(dpkg --print-architecture)" >/dev/null 2>&1 \
+    || missing+=("$p")
 done
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]}"

@@ -363,7 +363,9 @@ pub fn run(
     };
     let broken_pipe = Arc::new(AtomicBool::new(false));
 
-    let start = |settings: &Resolved, model: &Arc<Model>| -> Result<Pipeline> {
+    // `fail_fast`: a device that cannot be opened ends the pipeline with the
+    // error (at start-up); otherwise it is retried with backoff (reloads).
+    let start = |settings: &Resolved, model: &Arc<Model>, fail_fast: bool| -> Result<Pipeline> {
         {
             let mut s = status.lock().unwrap_or_else(|e| e.into_inner());
             s.model = model.manifest().name.clone();
@@ -417,10 +419,11 @@ pub fn run(
             make_opener(settings),
             counters.clone(),
             sink,
+            fail_fast,
         )
     };
 
-    let mut pipeline = start(&settings, &model)?;
+    let mut pipeline = start(&settings, &model, true)?;
     loop {
         std::thread::sleep(Duration::from_millis(20));
         if signals.term.load(Ordering::Relaxed) {
@@ -458,14 +461,24 @@ pub fn run(
                     if new_settings.http != settings.http {
                         log::warn!("a new --http address takes effect only after a restart");
                     }
-                    if !std::mem::replace(&mut pipeline, start(&new_settings, &new_model)?)
-                        .stop(Duration::from_millis(800))
-                    {
+                    // Stop first: most capture devices open only once.
+                    if !pipeline.stop(Duration::from_millis(800)) {
                         log::warn!("the previous capture thread is still blocked in the device");
                     }
-                    settings = new_settings;
-                    model = new_model;
-                    log::info!("reloaded {}", model.manifest().name);
+                    pipeline = match start(&new_settings, &new_model, false) {
+                        Ok(p) => {
+                            settings = new_settings;
+                            model = new_model;
+                            log::info!("reloaded {}", model.manifest().name);
+                            p
+                        }
+                        Err(e) => {
+                            log::error!(
+                                "reload failed, restarting with the previous settings: {e}"
+                            );
+                            start(&settings, &model, false)?
+                        }
+                    };
                 }
             }
         }

@@ -430,13 +430,16 @@ const BACKOFF: (Duration, Duration) = (Duration::from_millis(500), Duration::fro
 
 impl Pipeline {
     /// Starts both threads. `sink` receives every verdict on the inference
-    /// thread, in order.
+    /// thread, in order. With `fail_fast`, a first open that fails ends the
+    /// pipeline (see [`Pipeline::take_failure`]); otherwise it is retried
+    /// like any later failure.
     pub fn start(
         settings: &LiveSettings,
         mut classifier: Classifier,
         mut opener: Box<dyn Opener>,
         counters: Arc<Counters>,
         mut sink: Box<dyn FnMut(&Verdict<'_>) + Send>,
+        fail_fast: bool,
     ) -> Result<Pipeline> {
         let model = classifier.model().clone();
         let cfg: FeatureConfig = model.manifest().features.clone();
@@ -466,7 +469,7 @@ impl Pipeline {
                 .spawn(move || {
                     let mut backoff = BACKOFF.0;
                     let mut seq = 0u64;
-                    let mut first = true;
+                    let mut first = fail_fast;
                     while !stop.load(Ordering::Relaxed) {
                         set(&state, CaptureState::Opening);
                         let session_stop = stop.clone();
