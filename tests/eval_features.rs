@@ -254,18 +254,7 @@ fn eval_on_real_gtzan_clips() {
         return;
     };
     let dir = temp_dir("gtzan-subset");
-    let labels = [
-        "blues",
-        "classical",
-        "country",
-        "disco",
-        "hiphop",
-        "jazz",
-        "metal",
-        "pop",
-        "reggae",
-        "rock",
-    ];
+    let labels = common::GTZAN_GENRES;
     for genre in labels {
         std::fs::create_dir_all(dir.join(genre)).unwrap();
         for k in 0..2 {

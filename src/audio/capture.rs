@@ -303,7 +303,7 @@ where
         &self.name
     }
 
-    /// Waits for at least one frame (polling every 2 ms), then returns up to
+    /// Waits for at least one frame (polling every 5 ms), then returns up to
     /// 10 ms of audio as `f32`. `Ok(false)` once `stop` is raised;
     /// [`Error::Device`] when the device fails.
     fn read_chunk(&mut self, buf: &mut Vec<f32>) -> Result<bool> {
@@ -323,7 +323,7 @@ where
                 self.last_data = Some(now);
                 return Ok(true);
             }
-            std::thread::sleep(Duration::from_millis(2));
+            std::thread::sleep(Duration::from_millis(5));
         }
     }
 }

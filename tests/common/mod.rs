@@ -144,3 +144,18 @@ pub fn genrepi() -> std::process::Command {
     cmd.env_remove("GENREPI_MODEL").env_remove("RUST_LOG");
     cmd
 }
+
+/// The ten GTZAN genres, in label order.
+#[allow(dead_code)]
+pub const GTZAN_GENRES: [&str; 10] = [
+    "blues",
+    "classical",
+    "country",
+    "disco",
+    "hiphop",
+    "jazz",
+    "metal",
+    "pop",
+    "reggae",
+    "rock",
+];
