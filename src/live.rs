@@ -554,6 +554,7 @@ impl Pipeline {
                     let mut smoother =
                         Smoother::new(labels, settings.smoothing, settings.hysteresis);
                     let mut mean_inference: Option<f64> = None;
+                    let mut last_end = f64::INFINITY;
                     loop {
                         let meta = match queue.pop_into(&mut window, Duration::from_millis(100)) {
                             Pop::Window(m) => m,
@@ -564,6 +565,12 @@ impl Pipeline {
                         if stop.load(Ordering::Relaxed) {
                             break;
                         }
+                        // Stream time restarts when the device is reopened:
+                        // do not smooth across the gap.
+                        if meta.end_s < last_end {
+                            smoother.reset();
+                        }
+                        last_end = meta.end_s;
                         let hop_s = counters.hop_frames.load(Ordering::Relaxed) as f64
                             * cfg.frame_seconds();
                         if meta.ready.elapsed() > settings.deadline_for(hop_s) {
