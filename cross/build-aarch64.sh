@@ -8,6 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TARGET=aarch64-unknown-linux-gnu
+. scripts/apt-missing.sh
 
 sudo=""
 [ "$(id -u)" -ne 0 ] && sudo="sudo"
@@ -18,15 +19,7 @@ if ! dpkg --print-foreign-architectures | grep -qx arm64; then
 fi
 packages=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross libasound2-dev:arm64 libasound2-dev
           pkg-config qemu-user binutils-aarch64-linux-gnu)
-missing=()
-for p in "${packages[@]}"; do
-  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  echo "cross: installing ${missing[*]}"
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}"
-fi
+apt_install_missing cross "${packages[@]}"
 
 if [ ! -x "$HOME/.cargo/bin/rustup" ]; then
   bash scripts/setup-debian.sh

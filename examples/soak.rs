@@ -49,15 +49,10 @@ const CHANNELS: usize = 2;
 /// Audio-time checkpoints, in minutes, at which memory is read.
 const CHECKPOINTS: [u64; 5] = [1, 10, 30, 60, 120];
 
-fn status_kb(field: &str) -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix(field))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        })
-        .unwrap_or(0)
+/// Resident memory and its peak (`VmRSS`, `VmHWM`), in kB.
+fn memory_kb() -> (u64, u64) {
+    let (rss, hwm) = genrepi::platform::resident_memory().unwrap_or_default();
+    (rss / 1024, hwm / 1024)
 }
 
 /// Decodes a clip and converts it to 48 kHz stereo i16.
@@ -121,12 +116,9 @@ impl Opener for SoakOpener {
                     if next_checkpoint < CHECKPOINTS.len()
                         && frames >= CHECKPOINTS[next_checkpoint] * 60 * RATE as u64
                     {
+                        let (rss, hwm) = memory_kb();
                         if let Ok(mut m) = memory.lock() {
-                            m.push((
-                                CHECKPOINTS[next_checkpoint],
-                                status_kb("VmHWM:"),
-                                status_kb("VmRSS:"),
-                            ));
+                            m.push((CHECKPOINTS[next_checkpoint], hwm, rss));
                         }
                         next_checkpoint += 1;
                     }
@@ -145,10 +137,6 @@ impl Opener for SoakOpener {
             ended.store(true, Ordering::Relaxed);
         });
         Ok((Box::new(producer), Box::new(reader), stats))
-    }
-
-    fn describe(&self) -> String {
-        "soak producer".into()
     }
 
     fn exhausted(&self) -> bool {
@@ -205,7 +193,7 @@ fn main() -> anyhow::Result<()> {
         ..LiveSettings::default()
     };
     let counters = Arc::new(Counters::default());
-    let rss_before = status_kb("VmRSS:");
+    let rss_before = memory_kb().0;
     let started = Instant::now();
     let pipeline = Pipeline::start(
         &settings,
@@ -220,8 +208,7 @@ fn main() -> anyhow::Result<()> {
     }
     let wall = started.elapsed().as_secs_f64();
     pipeline.stop(Duration::from_secs(5));
-    let end_hwm = status_kb("VmHWM:");
-    let end_rss = status_kb("VmRSS:");
+    let (end_rss, end_hwm) = memory_kb();
 
     let seconds = total_frames as f64 / RATE as f64;
     println!(

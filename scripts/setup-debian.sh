@@ -13,23 +13,12 @@ cd "$(dirname "$0")/.."
 dev=false
 [ "${1:-}" = "--dev" ] && dev=true
 
-sudo=""
-[ "$(id -u)" -ne 0 ] && sudo="sudo"
+. scripts/apt-missing.sh
 
 # libasound2-dev: cpal's ALSA backend (live capture).
 packages=(build-essential pkg-config ca-certificates curl libasound2-dev)
 $dev && packages+=(python3 python3-venv python3-pip chromium)
-missing=()
-for p in "${packages[@]}"; do
-  # With arm64 headers also installed (cross/), a bare name is ambiguous.
-  dpkg -s "$p" >/dev/null 2>&1 || dpkg -s "$p:$(dpkg --print-architecture)" >/dev/null 2>&1 \
-    || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  echo "setup: installing ${missing[*]}"
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}"
-fi
+apt_install_missing setup "${packages[@]}"
 
 # Rust via rustup in ~/.cargo (Debian's own rustc is too old for tract-onnx,
 # which needs 1.91 or later).

@@ -222,8 +222,9 @@ pub struct MemoryEstimate {
     pub base: u64,
 }
 
-/// Resident memory of the program with a tiny model loaded and idle,
-/// measured with `genrepi info` on x86-64 and aarch64 (see README).
+/// The program itself: binary, libraries, tract's runtime, thread stacks
+/// and allocator slack. Measured on x86-64 only: `listen` with the tiny
+/// model peaks at 23 MB (`scripts/listen-fifo.sh`), rounded up.
 const BASE_BYTES: u64 = 24 << 20;
 
 impl MemoryEstimate {

@@ -162,12 +162,6 @@ impl WindowQueue {
         }
     }
 
-    /// Bytes held by the slots.
-    pub fn bytes(&self) -> usize {
-        let q = self.lock();
-        q.slots.len() * self.window_len * 4
-    }
-
     fn lock(&self) -> std::sync::MutexGuard<'_, QueueInner> {
         // A poisoned lock only means another thread panicked mid-copy; the
         // slots are plain numbers, so carry on.
@@ -342,8 +336,9 @@ pub struct Counters {
     pub reopens: AtomicU64,
     /// Windows the model failed on.
     pub errors: AtomicU64,
-    /// Current hop, in STFT frames.
-    pub hop_frames: AtomicUsize,
+    /// Current hop, in STFT frames: read by the front-end before every
+    /// chunk, written by the inference thread under `--hop auto`.
+    pub hop_frames: Arc<AtomicUsize>,
 }
 
 impl Counters {
@@ -362,9 +357,6 @@ pub trait Opener: Send + 'static {
         &mut self,
         stop: Arc<AtomicBool>,
     ) -> Result<(Box<dyn Send>, Box<dyn AudioSource + Send>, Arc<RingStats>)>;
-
-    /// Name for messages.
-    fn describe(&self) -> String;
 
     /// Whether the input has ended for good (a finite synthetic source);
     /// checked after a session ends. Devices never end.
@@ -391,13 +383,6 @@ impl Opener for DeviceOpener {
         );
         let stats = capture.stats.clone();
         Ok((Box::new(capture), source, stats))
-    }
-
-    fn describe(&self) -> String {
-        self.0
-            .device
-            .clone()
-            .unwrap_or_else(|| "default input".into())
     }
 }
 
@@ -455,13 +440,11 @@ impl Pipeline {
         counters
             .hop_frames
             .store(cfg.hop_frames_for(initial_hop), Ordering::Relaxed);
-        let hop_control = Arc::new(AtomicUsize::new(cfg.hop_frames_for(initial_hop)));
-        let mut frontend = Frontend::live(&cfg, hop_control.clone())?;
+        let mut frontend = Frontend::live(&cfg, counters.hop_frames.clone())?;
 
         let capture = {
             let (stop, queue, counters, state) =
                 (stop.clone(), queue.clone(), counters.clone(), state.clone());
-            let hop_control = hop_control.clone();
             let cfg = cfg.clone();
             let failure = failure.clone();
             std::thread::Builder::new()
@@ -480,10 +463,6 @@ impl Pipeline {
                                 let base = counters.overruns.load(Ordering::Relaxed);
                                 let name = source.name().to_string();
                                 let result = frontend.run(source.as_mut(), &mut |w| {
-                                    counters.hop_frames.store(
-                                        hop_control.load(Ordering::Relaxed),
-                                        Ordering::Relaxed,
-                                    );
                                     counters
                                         .overruns
                                         .store(base + stats.overruns(), Ordering::Relaxed);
@@ -606,7 +585,7 @@ impl Pipeline {
                                 let m = mean_inference.map_or(s, |m| m + 0.2 * (s - m));
                                 mean_inference = Some(m);
                                 let frames = cfg.hop_frames_for((1.25 * m).max(AUTO_MIN_HOP));
-                                hop_control.store(frames, Ordering::Relaxed);
+                                counters.hop_frames.store(frames, Ordering::Relaxed);
                             }
                             let (smoothed, smoothed_p) = smoother.update(probs);
                             verdict.result = Some(Classified {

@@ -19,7 +19,9 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use common::{Rng, genrepi, python, repo, skip_without_python, temp_dir, write_wav_i16};
+use common::{
+    Rng, genrepi, python, repo, skip_unless_available, skip_without_python, temp_dir, write_wav_i16,
+};
 use serde_json::Value;
 
 const RATE: usize = 48_000;
@@ -275,25 +277,35 @@ impl Listener {
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
     }
 
+    /// Sends a signal (`-TERM`, `-INT`, `-HUP`) with kill(1).
+    fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([sig, &self.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(ok.success(), "kill {sig}");
+    }
+
+    /// Waits for the process to exit, killing it after 10 s.
+    fn wait_exit(&mut self, since: Instant) -> std::process::ExitStatus {
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return s;
+            }
+            if since.elapsed() > Duration::from_secs(10) {
+                let _ = self.child.kill();
+                panic!("listen still running 10 s after the signal");
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
     /// Sends SIGTERM; returns the exit time, the status and the remaining
     /// stdout lines.
     fn terminate(mut self) -> (Duration, std::process::ExitStatus, Vec<String>, String) {
         let sent = Instant::now();
-        let ok = Command::new("kill")
-            .args(["-TERM", &self.pid().to_string()])
-            .status()
-            .unwrap();
-        assert!(ok.success());
-        let status = loop {
-            if let Some(s) = self.child.try_wait().unwrap() {
-                break s;
-            }
-            if sent.elapsed() > Duration::from_secs(10) {
-                let _ = self.child.kill();
-                panic!("listen still running 10 s after SIGTERM");
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        };
+        self.signal("-TERM");
+        let status = self.wait_exit(sent);
         let took = sent.elapsed();
         // The reader threads see end-of-file once the process has gone.
         let rest: Vec<String> = self.lines.iter().collect();
@@ -689,7 +701,7 @@ fn status_page_api_and_metrics_serve_the_live_state() {
     assert_eq!(http_get(&addr, "/nope").0, 404);
 
     match chromium() {
-        None => skip_without_python("chromium (Debian package) for the status page test"),
+        None => skip_unless_available("chromium (Debian package) for the status page test"),
         Some(browser) => {
             let shot = dir.join("status.png");
             let run = |extra: &[&str]| {
@@ -758,20 +770,11 @@ fn sighup_reloads_config_and_model_and_keeps_them_when_invalid() {
     assert_eq!(first["seq"], 0);
     // A broken config is refused and the running settings stay.
     std::fs::write(&config, "hop = \"sideways\"\n").unwrap();
-    let kill = |sig: &str, pid: u32| {
-        assert!(
-            Command::new("kill")
-                .args([sig, &pid.to_string()])
-                .status()
-                .unwrap()
-                .success()
-        )
-    };
-    kill("-HUP", listener.pid());
+    listener.signal("-HUP");
     listener.next(Duration::from_secs(10));
     // A good one is applied: a new pipeline starts its windows again.
     std::fs::write(&config, "hop = \"1.0\"\nsmoothing = 1\n").unwrap();
-    kill("-HUP", listener.pid());
+    listener.signal("-HUP");
     let reloaded = listener.until(Duration::from_secs(30), |v| v["end_s"].as_f64() < Some(3.2));
     assert!(reloaded.last().unwrap()["probs"].is_object());
     let next = listener.next(Duration::from_secs(10));
@@ -827,28 +830,12 @@ fn sigterm_exits_within_a_second_even_with_the_capture_thread_stuck() {
 #[test]
 fn a_second_sigint_exits_at_once_while_the_stop_waits_for_the_device() {
     let (_writer, mut listener) = listener_with_device_gone("listen_double_sigint");
-    let pid = listener.pid().to_string();
-    let kill = || {
-        assert!(
-            Command::new("kill")
-                .args(["-INT", &pid])
-                .status()
-                .unwrap()
-                .success()
-        )
-    };
-    kill();
+    listener.signal("-INT");
     let sent = Instant::now();
     // The graceful stop gives the blocked thread 800 ms; interrupt it.
     std::thread::sleep(Duration::from_millis(200));
-    kill();
-    let status = loop {
-        if let Some(s) = listener.child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(sent.elapsed() < Duration::from_secs(5), "still running");
-        std::thread::sleep(Duration::from_millis(5));
-    };
+    listener.signal("-INT");
+    let status = listener.wait_exit(sent);
     let took = sent.elapsed();
     let stderr = listener.stderr.lock().unwrap().clone();
     assert_eq!(status.code(), Some(130), "{status:?}; stderr:\n{stderr}");

@@ -110,6 +110,13 @@ pub fn python() -> PathBuf {
 /// Skips a test that needs Python packages, unless running in CI (`CI` set),
 /// where their absence is a set-up bug and fails the test.
 pub fn skip_without_python(what: &str) {
+    skip_unless_available(what)
+}
+
+/// Skips a test whose tool `what` is missing here, unless running in CI
+/// (`CI` set), where scripts/setup-debian.sh --dev installs it and its
+/// absence fails the test.
+pub fn skip_unless_available(what: &str) {
     assert!(
         std::env::var_os("CI").is_none(),
         "{what} is required in CI (scripts/setup-debian.sh --dev installs it)"
