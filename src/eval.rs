@@ -33,6 +33,9 @@ pub struct ClipReport {
     pub windows: usize,
     /// Windows whose own argmax was the true genre.
     pub windows_correct: usize,
+    /// Each window's probabilities, in `labels` order (for comparing
+    /// runtimes window by window).
+    pub window_probs: Vec<Vec<f32>>,
 }
 
 /// Recall of one genre.
@@ -93,7 +96,7 @@ pub struct FailedClip {
 
 struct ClipOutcome {
     mean_probs: Vec<f32>,
-    window_argmax: Vec<usize>,
+    window_probs: Vec<Vec<f32>>,
     latencies_ms: Vec<f64>,
     times: StageTimes,
 }
@@ -114,14 +117,14 @@ pub fn evaluate(model: &Arc<Model>, dir: &Path, hop_frames: usize, jobs: usize) 
         || Ok((Frontend::new(&cfg, hop_frames)?, model.classifier()?)),
         |(frontend, classifier), _, clip: &Clip| -> Result<ClipOutcome> {
             let mut source = FileSource::open(&clip.path)?;
-            let (mut window_argmax, mut latencies_ms) = (Vec::new(), Vec::new());
+            let (mut window_probs, mut latencies_ms) = (Vec::new(), Vec::new());
             let result = classify_stream(frontend, classifier, &mut source, |p| {
-                window_argmax.push(argmax(p.probs));
+                window_probs.push(p.probs.to_vec());
                 latencies_ms.push(p.latency.as_secs_f64() * 1e3);
             })?;
             Ok(ClipOutcome {
                 mean_probs: result.mean_probs,
-                window_argmax,
+                window_probs,
                 latencies_ms,
                 times: result.stats.times,
             })
@@ -159,11 +162,11 @@ fn summarise(
         let predicted = argmax(&outcome.mean_probs);
         confusion[clip.label][predicted] += 1;
         let correct = outcome
-            .window_argmax
+            .window_probs
             .iter()
-            .filter(|&&a| a == clip.label)
+            .filter(|p| argmax(p) == clip.label)
             .count();
-        windows += outcome.window_argmax.len();
+        windows += outcome.window_probs.len();
         windows_correct += correct;
         latencies.extend(outcome.latencies_ms);
         times.add(&outcome.times);
@@ -176,8 +179,9 @@ fn summarise(
                 .cloned()
                 .zip(outcome.mean_probs.iter().copied())
                 .collect(),
-            windows: outcome.window_argmax.len(),
+            windows: outcome.window_probs.len(),
             windows_correct: correct,
+            window_probs: outcome.window_probs,
         });
     }
     let ratio = |a: usize, b: usize| if b == 0 { 0.0 } else { a as f64 / b as f64 };

@@ -237,12 +237,20 @@ impl MemoryEstimate {
     pub fn describe(&self) -> String {
         let mb = |b: u64| b as f64 / (1 << 20) as f64;
         format!(
-            "{:.0} MiB = weights {:.0} MiB (2 x the {:.0} MiB file: as loaded and packed for the \
+            "{:.0} MiB = weights {:.0} MiB (2 x the {:.0} MiB file{}: as loaded and packed for the \
              matmul kernels) + inference {:.1} MiB (8 x {:.1} MiB of live tensors) \
              + buffers {:.1} MiB + program {:.0} MiB",
             mb(self.total()),
             mb(self.weights),
             mb(self.model.file),
+            if self.model.widened > 0 {
+                format!(
+                    " + {:.0} MiB of FP16 weights widened",
+                    mb(self.model.widened)
+                )
+            } else {
+                String::new()
+            },
             mb(self.working),
             mb(self.model.activations),
             mb(self.buffers),
@@ -270,7 +278,7 @@ pub fn estimate_memory(
     let queue = window * live.queue.max(1) as u64;
     MemoryEstimate {
         model: m,
-        weights: m.file * 2,
+        weights: (m.file + m.widened) * 2,
         working: m.activations * 8,
         buffers: ring + mel + classifier + queue,
         base: BASE_BYTES,

@@ -17,9 +17,17 @@ tests/fixtures/models/tiny-rgb.onnx + .toml (1x3x32x32, the resize path).
 writes DIR/slow.onnx + slow.toml instead: a deliberately slow model (N
 full-resolution 3x3 convolutions with 32 channels that share one weight
 tensor, so the file stays ~40 KB) for the live overload tests.
+
+    python3 models/tools/make_tiny_model.py --wide DIR
+
+writes DIR/wide.onnx + wide.toml (a dense layer with 1.1 M weights, larger
+than tract folds on its own) and DIR/wide-fp16.onnx + .toml, the same model
+with its weights stored as FP16 (models/tools/fp16_weights.py), for the test
+of genrepi's widening at load.
 """
 import argparse
 import hashlib
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -94,6 +102,29 @@ def build_slow(layers: int, seed: int) -> onnx.ModelProto:
     return model
 
 
+def build_wide(seed: int) -> onnx.ModelProto:
+    """1x128x130 in; flatten, a 16640x64 dense layer (4.3 MB in FP32, above
+    tract's 4 MiB constant-folding budget), ReLU, then 64x10."""
+    rng = np.random.default_rng(seed)
+    n = 128 * 130
+    w1 = (rng.standard_normal((n, 64)) / np.sqrt(n)).astype(np.float32)
+    w2 = (rng.standard_normal((64, len(LABELS))) * 0.5).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("Flatten", ["input"], ["f"], axis=1),
+         helper.make_node("MatMul", ["f", "w1"], ["h"]),
+         helper.make_node("Relu", ["h"], ["r"]),
+         helper.make_node("MatMul", ["r", "w2"], ["logits"])],
+        "genrepi-wide",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 1, 128, 130])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, len(LABELS)])],
+        [numpy_helper.from_array(w1, "w1"), numpy_helper.from_array(w2, "w2")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)],
+                              producer_name="genrepi make_tiny_model.py --wide")
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model
+
+
 def write(model: onnx.ModelProto, onnx_path: Path, name: str, shape, note: str) -> None:
     onnx_path.parent.mkdir(parents=True, exist_ok=True)
     data = model.SerializeToString()
@@ -136,7 +167,17 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--slow", type=Path, help="write only the slow test model, into this folder")
     ap.add_argument("--layers", type=int, default=12, help="convolutions in the slow model")
+    ap.add_argument("--wide", type=Path,
+                    help="write only the wide test model and its FP16-weights copy, into this folder")
     args = ap.parse_args()
+    if args.wide:
+        sys.path.insert(0, str(Path(__file__).parent))
+        from fp16_weights import fp16_weights
+        write(build_wide(3), args.wide / "wide.onnx", "wide-test", (1, 1, 128, 130),
+              "Wide test model: one 1.1 M-weight dense layer.")
+        write(fp16_weights(build_wide(3)), args.wide / "wide-fp16.onnx", "wide-fp16-test",
+              (1, 1, 128, 130), "The wide test model with its weights stored as FP16.")
+        raise SystemExit(0)
     if args.slow:
         write(build_slow(args.layers, 2), args.slow / "slow.onnx", "slow-test",
               (1, 1, 128, 130), f"Deliberately slow test model ({args.layers} full-resolution convs).")

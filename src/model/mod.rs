@@ -63,6 +63,8 @@ pub struct Model {
     manifest_path: PathBuf,
     onnx_path: PathBuf,
     onnx_bytes: u64,
+    /// Bytes added by widening FP16 weights to FP32 at load.
+    widened_bytes: u64,
     plan: Arc<TypedRunnableModel>,
     layout: Layout,
     load_time: Duration,
@@ -128,7 +130,7 @@ impl Model {
                 manifest.sha256
             )));
         }
-        let plan = optimise(&onnx_path, &manifest, threads).map_err(mismatch)?;
+        let (plan, widened_bytes) = optimise(&onnx_path, &manifest, threads).map_err(mismatch)?;
         let [_, _, height, width] = manifest.input.shape;
         let (n_mels, frames) = (manifest.features.n_mels, manifest.features.frames);
         let layout = if [height, width] == [n_mels, frames] && manifest.input.shape[1] == 1 {
@@ -155,6 +157,7 @@ impl Model {
             manifest_path: manifest_path.to_path_buf(),
             onnx_path,
             onnx_bytes,
+            widened_bytes,
             plan,
             layout,
             load_time,
@@ -249,6 +252,7 @@ impl Model {
         }
         ModelMemory {
             file: self.onnx_bytes,
+            widened: self.widened_bytes,
             activations: peak,
         }
     }
@@ -323,16 +327,57 @@ impl Model {
 pub struct ModelMemory {
     /// The ONNX file's size (its weights, as stored).
     pub file: u64,
+    /// What widening FP16 weights to FP32 at load added to them.
+    pub widened: u64,
     /// Peak bytes of intermediate values alive at once.
     pub activations: u64,
 }
 
+/// Replaces every FP16 constant that is only cast to FP32 by its FP32 value,
+/// so an "FP16 on disk" model (weights stored as FP16, each followed by a
+/// `Cast` to FP32) runs exactly like its FP32 original: tract's constant
+/// folding leaves such casts alone on purpose (the result is twice the
+/// size), which would cast every weight on every run and keep the kernels
+/// from packing them at load. Returns how many tensors were widened and
+/// the bytes that added.
+fn widen_f16_weights(model: &mut TypedModel) -> TractResult<(usize, u64)> {
+    use tract_onnx::tract_core::ops::cast::Cast;
+    let (mut widened, mut added) = (0, 0u64);
+    for id in model.eval_order()? {
+        let node = model.node(id);
+        let to_f32 = node
+            .op_as::<Cast>()
+            .is_some_and(|c| c.to == f32::datum_type());
+        if !to_f32 || node.inputs.len() != 1 {
+            continue;
+        }
+        let Some(weights) = model.outlet_fact(node.inputs[0])?.konst.clone() else {
+            continue;
+        };
+        if weights.datum_type() != f16::datum_type() {
+            continue;
+        }
+        let wide = weights.cast_to::<f32>()?.into_owned().into_arc_tensor();
+        let mut patch = TypedModelPatch::default();
+        let wire = patch.add_const(format!("{}.widened", node.name), wide)?;
+        patch.shunt_outside(model, id.into(), wire)?;
+        patch.apply(model)?;
+        widened += 1;
+        added += (weights.len() * 2) as u64;
+    }
+    if widened > 0 {
+        model.compact()?;
+    }
+    Ok((widened, added))
+}
+
 /// Parses, fixes the input shape, optimises and plans the ONNX model.
+/// Also returns the bytes that widening FP16 weights added.
 fn optimise(
     onnx: &Path,
     manifest: &Manifest,
     threads: usize,
-) -> std::result::Result<Arc<TypedRunnableModel>, String> {
+) -> std::result::Result<(Arc<TypedRunnableModel>, u64), String> {
     let shape = manifest.input.shape;
     let mut model = tract_onnx::onnx()
         .model_for_path(onnx)
@@ -355,7 +400,18 @@ fn optimise(
     model = model
         .with_input_fact(0, f32::fact(shape).into())
         .map_err(|e| format!("cannot set input shape {shape:?}: {e}"))?;
-    let typed = model
+    let mut typed = model
+        .into_typed()
+        .map_err(|e| format!("cannot type the model for input {shape:?}: {e}"))?;
+    let (widened, widened_bytes) = widen_f16_weights(&mut typed)
+        .map_err(|e| format!("cannot widen FP16 weights to FP32: {e}"))?;
+    if widened > 0 {
+        log::info!(
+            "{widened} FP16 weight tensors widened to FP32 at load (+{:.1} MB)",
+            widened_bytes as f64 / 1e6
+        );
+    }
+    let typed = typed
         .into_optimized()
         .map_err(|e| format!("cannot optimise for input {shape:?}: {e}"))?;
     let out = typed
@@ -373,9 +429,10 @@ fn optimise(
         executor: (threads > 1).then(|| multithread::Executor::multithread(threads)),
         ..RunOptions::default()
     };
-    typed
+    let plan = typed
         .into_runnable_with_options(&options)
-        .map_err(|e| format!("cannot plan: {e}"))
+        .map_err(|e| format!("cannot plan: {e}"))?;
+    Ok((plan, widened_bytes))
 }
 
 /// One worker's inference state: a tract state plus reusable buffers.
