@@ -174,7 +174,7 @@ fn features_are_exactly_what_the_model_receives() {
     );
 
     // Window 3 (jazz.00000, second window) recomputed through the library.
-    let model = Model::load(&repo("models/default.toml"), 1).unwrap();
+    let model = Model::load(&common::tiny_model(), 1).unwrap();
     let cfg = model.manifest().features.clone();
     let mut frontend = Frontend::new(&cfg, cfg.frames).unwrap();
     let mut source = FileSource::open(&dir.join("jazz/jazz.00000.wav")).unwrap();

@@ -102,12 +102,25 @@ fn info_model_name(cmd: &mut std::process::Command) -> String {
 fn model_is_found_by_flag_then_env_then_default() {
     let rgb = common::repo("tests/fixtures/models/tiny-rgb.toml");
     let rgb_onnx = common::repo("tests/fixtures/models/tiny-rgb.onnx");
-    // Run from a folder without models/: the default comes from beside the
-    // executable or the source tree.
+    // A working folder whose models/default.toml is the tiny model (the
+    // shipped default is a ResNet-152, too slow to load here under qemu).
     let elsewhere = temp_dir("lookup");
+    std::fs::create_dir_all(elsewhere.join("models/tiny")).unwrap();
+    std::fs::copy(
+        common::repo("models/tiny/tiny.onnx"),
+        elsewhere.join("models/tiny/tiny.onnx"),
+    )
+    .unwrap();
+    let tiny = std::fs::read_to_string(common::tiny_model()).unwrap();
+    let default = elsewhere.join("models/default.toml");
+    std::fs::write(
+        &default,
+        tiny.replace("model = \"tiny.onnx\"", "model = \"tiny/tiny.onnx\""),
+    )
+    .unwrap();
     let run = || {
         let mut c = common::genrepi();
-        c.current_dir(&elsewhere);
+        c.current_dir(&elsewhere).env_remove("GENREPI_MODEL");
         c
     };
     assert_eq!(info_model_name(&mut run()), "tiny-test");
@@ -119,7 +132,6 @@ fn model_is_found_by_flag_then_env_then_default() {
         info_model_name(run().arg("--model").arg(&rgb_onnx)),
         "tiny-rgb-test"
     );
-    let default = common::repo("models/default.toml");
     assert_eq!(
         info_model_name(
             run()

@@ -8,8 +8,8 @@ checksum, shape checks, optimisation, inference) in milliseconds.
 
     python3 models/tools/make_tiny_model.py
 
-writes models/tiny/tiny.onnx + tiny.toml (native 1x128x130 input), the
-default manifest models/default.toml pointing at it, and
+writes models/tiny/tiny.onnx + tiny.toml (native 1x128x130 input: the model
+the tests run) and
 tests/fixtures/models/tiny-rgb.onnx + .toml (1x3x32x32, the resize path).
 
     python3 models/tools/make_tiny_model.py --slow DIR [--layers N]
@@ -184,10 +184,5 @@ if __name__ == "__main__":
         raise SystemExit(0)
     write(build(1, 128, 130, 0), ROOT / "models/tiny/tiny.onnx", "tiny-test",
           (1, 1, 128, 130), "Tiny test model with genrepi's native 1x128x130 input.")
-    # Until a trained model ships, the default manifest points at the tiny one.
-    tiny = (ROOT / "models/tiny/tiny.toml").read_text()
-    (ROOT / "models/default.toml").write_text(
-        "# genrepi's default model (models/default.toml). For now: the tiny UNTRAINED test model.\n"
-        + tiny.replace('model = "tiny.onnx"', 'model = "tiny/tiny.onnx"'))
     write(build(3, 32, 32, 1), ROOT / "tests/fixtures/models/tiny-rgb.onnx", "tiny-rgb-test",
           (1, 3, 32, 32), "Tiny test model with a resized 3-channel input (seed-style layout).")

@@ -124,8 +124,15 @@ pub fn skip_unless_available(what: &str) {
     eprintln!("SKIPPED: {what} is not available");
 }
 
-/// A command running the genrepi binary under test, with a clean
-/// environment for model lookup and logging.
+/// The tiny test model's manifest: what the tests run unless they say
+/// otherwise (the shipped default, a ResNet-152, takes seconds to load and
+/// far longer under qemu).
+pub fn tiny_model() -> PathBuf {
+    repo("models/tiny/tiny.toml")
+}
+
+/// A command running the genrepi binary under test, with the tiny model as
+/// its default (`GENREPI_MODEL`) and a clean environment for logging.
 ///
 /// Cross-built aarch64 tests run under qemu-user without binfmt: the test
 /// process can only start the aarch64 binary through `qemu-aarch64` (used
@@ -148,7 +155,8 @@ pub fn genrepi() -> std::process::Command {
     } else {
         Command::new(bin)
     };
-    cmd.env_remove("GENREPI_MODEL").env_remove("RUST_LOG");
+    cmd.env("GENREPI_MODEL", tiny_model())
+        .env_remove("RUST_LOG");
     cmd
 }
 

@@ -1,0 +1,85 @@
+//! Time per operator type of one inference, in tract's optimised plan.
+//!
+//!     cargo run --release --example profile_ops -- MODEL.onnx [C H W] [RUNS]
+//!
+//! Shows where a model's time goes (for instance why a quantized variant
+//! is slower than FP32 in tract). Input is random, shape 1×C×H×W
+//! (default 1×128×130).
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use tract_onnx::prelude::*;
+use tract_onnx::tract_core::plan::{SimpleState, eval};
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let path = args
+        .first()
+        .ok_or_else(|| anyhow::anyhow!("usage: MODEL.onnx [C H W] [RUNS]"))?;
+    let dims: Vec<usize> = if args.len() >= 4 {
+        args[1..4]
+            .iter()
+            .map(|a| a.parse())
+            .collect::<Result<_, _>>()?
+    } else {
+        vec![1, 128, 130]
+    };
+    let runs: usize = args.get(4).map(|r| r.parse()).transpose()?.unwrap_or(3);
+    let shape = [1, dims[0], dims[1], dims[2]];
+    let plan = tract_onnx::onnx()
+        .model_for_path(path)?
+        .with_input_fact(0, f32::fact(shape).into())?
+        .into_optimized()?
+        .into_runnable()?;
+    let input: Tensor = tract_ndarray::Array4::<f32>::from_shape_fn(shape, |(_, c, h, w)| {
+        ((c * 31 + h * 7 + w * 3) % 17) as f32 / 8.0 - 1.0
+    })
+    .into();
+    if std::env::var_os("PROFILE_OPS_DETAIL").is_some() {
+        for node in plan.model().nodes() {
+            if node.op().name() == "OptMatMul" {
+                println!("{}: {:?}", node.name, node.op().info()?);
+            }
+        }
+    }
+    let mut state = SimpleState::new(&plan)?;
+    let mut by_op: BTreeMap<String, (Duration, usize)> = BTreeMap::new();
+    let mut total = Duration::ZERO;
+    for run in 0..=runs {
+        let started = Instant::now();
+        let mut times = Vec::new();
+        state.run_plan_with_eval(
+            tvec!(input.clone().into()),
+            |ctx, op_state, node, inputs| {
+                let t = Instant::now();
+                let r = eval(ctx, op_state, node, inputs);
+                times.push((node.op().name().to_string(), t.elapsed()));
+                r
+            },
+        )?;
+        // The first run warms caches and lazy packing; it is not counted.
+        if run > 0 {
+            total += started.elapsed();
+            for (op, t) in times {
+                let e = by_op.entry(op).or_default();
+                e.0 += t;
+                e.1 += 1;
+            }
+        }
+    }
+    let mut rows: Vec<_> = by_op.into_iter().collect();
+    rows.sort_by(|a, b| b.1.0.cmp(&a.1.0));
+    let per_run = total.as_secs_f64() * 1e3 / runs as f64;
+    println!("{path}: {per_run:.1} ms per inference (mean of {runs})");
+    for (op, (t, n)) in rows.iter().take(15) {
+        let ms = t.as_secs_f64() * 1e3 / runs as f64;
+        println!(
+            "{:>9.1} ms {:>5.1}%  {:>4} x  {op}",
+            ms,
+            100.0 * ms / per_run,
+            n / runs
+        );
+    }
+    Ok(())
+}
