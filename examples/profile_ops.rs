@@ -69,7 +69,7 @@ fn main() -> anyhow::Result<()> {
         }
     }
     let mut rows: Vec<_> = by_op.into_iter().collect();
-    rows.sort_by(|a, b| b.1.0.cmp(&a.1.0));
+    rows.sort_by_key(|r| std::cmp::Reverse(r.1.0));
     let per_run = total.as_secs_f64() * 1e3 / runs as f64;
     println!("{path}: {per_run:.1} ms per inference (mean of {runs})");
     for (op, (t, n)) in rows.iter().take(15) {
