@@ -348,6 +348,7 @@ FP16W = "FP16 on disk, widened to FP32 at load"
 FP16 = "FP16 (weights and compute)"
 DYN = "INT8 dynamic"
 STATIC = "INT8 static, per-channel, calibrated on training windows"
+STATIC7 = "INT8 static, per-channel, 7-bit weights (reduce_range)"
 STATIC_RAW = "INT8 static, per-channel, calibrated on un-normalised windows"
 PRUNED = "FP32, 50% pruned + fine-tuned"
 SEED_IN = "FP32, seed's 3x299x299 input"
@@ -371,6 +372,12 @@ def variants(fp32: Path, x_calib: np.ndarray):
     out[STATIC] = sibling(fp32, "int8-static")
     quantize_static(fp32, out[STATIC], Windows(x_calib), quant_format=QuantFormat.QDQ,
                     per_channel=True, activation_type=QuantType.QInt8,
+                    weight_type=QuantType.QInt8)
+    # 7-bit weights: onnxruntime's x86 int8 kernels without VNNI add u8 x s8
+    # pairs into saturating int16 (VPMADDUBSW); reduce_range avoids that.
+    out[STATIC7] = sibling(fp32, "int8-static-7bit")
+    quantize_static(fp32, out[STATIC7], Windows(x_calib), quant_format=QuantFormat.QDQ,
+                    per_channel=True, reduce_range=True, activation_type=QuantType.QInt8,
                     weight_type=QuantType.QInt8)
     # The same, calibrated on the windows before normalisation (dB values
     # around -40 instead of ~N(0, 1)): calibration data that is not what the
@@ -456,6 +463,21 @@ def evaluate(name, manifest, onnx_path, held_out, data, test, ort_input, out, sk
     held-out windows, and how far the two runtimes agree window by window.
     `tract_clips` limits tract to that many of the clips (for variants tract
     runs too slowly to evaluate on all of them here)."""
+    key = json.dumps([name, hashlib.sha256(onnx_path.read_bytes()).hexdigest(), data.names(test),
+                      skip_tract, tract_clips, GENREPI.stat().st_mtime])
+    cached = out / "evals" / (hashlib.sha256(key.encode()).hexdigest()[:16] + ".json")
+    if cached.exists():
+        log(f"{name}: evaluated earlier (same file, clips and genrepi binary)")
+        return json.loads(cached.read_text())
+    row = evaluate_now(name, manifest, onnx_path, held_out, data, test, ort_input, out,
+                       skip_tract, tract_clips)
+    cached.parent.mkdir(exist_ok=True)
+    cached.write_text(json.dumps(row))
+    return row
+
+
+def evaluate_now(name, manifest, onnx_path, held_out, data, test, ort_input, out, skip_tract,
+                 tract_clips):
     sel = data.sel(test)
     y, clip = data.y[sel], data.clip[sel]
     row = {"variant": name, "file": onnx_path.name, "size_mb": onnx_path.stat().st_size / 1e6,
@@ -491,6 +513,20 @@ def evaluate(name, manifest, onnx_path, held_out, data, test, ort_input, out, sk
         n += k
     row.update(agreement=agree / max(1, n), max_prob_diff=diff, windows=n)
     return row
+
+
+def tract_max_diff(out: Path, rows, a: str, b: str):
+    """Largest difference of any window probability between two variants in tract."""
+    def probs(variant):
+        row = next((r for r in rows if r["variant"] == variant and "tract_ms" in r), None)
+        if row is None:
+            return None
+        r = json.loads((out / (Path(row["file"]).stem + ".eval.json")).read_text())
+        return {Path(c["file"]).name: np.array(c["window_probs"]) for c in r["clips"]}
+    pa, pb = probs(a), probs(b)
+    if not pa or not pb:
+        return None
+    return float(max(np.abs(pa[k] - pb[k]).max() for k in pa if k in pb))
 
 
 def cross_validate(data, fold_of, k, limit, recipe, first, out):
@@ -549,6 +585,8 @@ def main():
     ap.add_argument("--ship", action="store_true",
                     help="copy the chosen variant into models/ as genrepi's default model")
     args = ap.parse_args()
+    if args.ship and args.quick:
+        ap.error("--quick models are smoke tests: they are never shipped")
     arch = args.arch or ("resnet18" if args.quick else "resnet152")
     epochs = args.epochs or (2 if args.quick else 14)
     prune_epochs = args.prune_epochs or (1 if args.quick else 2)
@@ -631,7 +669,8 @@ def main():
 
     folds = cross_validate(data, fold_of, args.folds, args.cv_limit or args.folds, recipe,
                            first, args.out)
-    results = {"recipe": recipe, "calib": len(calib), "history": history, "prune_history": prune_history,
+    results = {"recipe": recipe, "calib": len(calib), "compare_epochs": compare_epochs,
+               "fp16w_vs_fp32": tract_max_diff(args.out, rows, FP32, FP16W), "history": history, "prune_history": prune_history,
                "rows": rows, "compare": compare, "folds": folds,
                "minutes": (time.time() - started) / 60}
     (args.out / "results.json").write_text(json.dumps(results, indent=1))
@@ -764,6 +803,20 @@ def write_report(path: Path, args, data, split, results, shipped):
               f"**{d_clip:+.1f} points of clip accuracy and {d_win:+.1f} points of window "
               f"accuracy in tract** ({d_ort:+.1f} window points in onnxruntime): "
               + ("**within 2 points.**" if ok else "**NOT within 2 points.**")]
+    s7 = by.get(STATIC7, {})
+    if st.get("agreement") is not None and s7.get("agreement") is not None:
+        L += ["", f"tract and onnxruntime pick the same genre in {pct(st['agreement'])} of the "
+              f"windows for static INT8 (largest probability difference "
+              f"{st['max_prob_diff']:.3f}), against {pct(fp.get('agreement'))} for FP32. tract "
+              "runs a QDQ model's convolutions in float between Quantize and Dequantize, which "
+              "is exactly the arithmetic the quantized model defines. onnxruntime on this CPU "
+              "(AVX2, no VNNI) multiplies u8 activations by s8 weights with VPMADDUBSW, whose "
+              "int16 pair sums saturate: a documented limit of int8 on x86 before VNNI "
+              "(onnxruntime's quantization guide; OpenVINO calls it the saturation issue). With "
+              "7-bit weights (`reduce_range`) the sums cannot saturate, and the runtimes agree "
+              f"on {pct(s7['agreement'])} of the windows (Δp {s7['max_prob_diff']:.3f}); its "
+              f"accuracy in tract: {pct(s7.get('tract_window_acc'))} window, "
+              f"{pct(s7.get('tract_clip_acc'))} clip."]
     raw = by.get(STATIC_RAW, {})
     L += ["", "## Why the seed's static INT8 scored 6%",
           "Static INT8 fixes every activation's range ahead of time from calibration data. 6% is "
@@ -784,16 +837,18 @@ def write_report(path: Path, args, data, split, results, shipped):
     if compare:
         s, n = compare.get("3x299x299", {}), compare.get("1x128x130", {})
         L += ["", "## The seed's 3×299×299 input against the native 1×128×130",
-              f"Both trained the same way for {args.compare_epochs or 2} epochs only (a small, "
+              f"Both trained the same way for {results['compare_epochs']} epoch(s) only (a small, "
               "equal budget: at 299×299 an epoch costs "
               f"{num(s.get('epoch_seconds'), '{:.0f}')} s here against "
               f"{num(n.get('epoch_seconds'), '{:.0f}')} s), so their accuracies are those of "
-              "barely trained models and show only that resizing adds nothing the native "
-              "window lacks; the cost is the robust part: per window "
+              f"barely trained models ({pct(s.get('tract_clip_acc'))} against "
+              f"{pct(n.get('tract_clip_acc'))} clip accuracy) and say little; the cost is the "
+              "robust part: per window "
               f"{num(s.get('tract_ms'))} ms against {num(n.get('tract_ms'))} ms in tract, and "
               f"{num(s.get('ort_ms'))} against {num(n.get('ort_ms'))} ms in onnxruntime. genrepi "
               "resizes the window itself for such a model (manifest input [1, 3, 299, 299]); the "
               "agreement column checks that its resize matches PyTorch's."]
+    w16, dy = by.get(FP16W, {}), by.get(DYN, {})
     if shipped:
         L += ["", "## What ships", f"`models/default.toml` → `models/{shipped['file']}`: "
               f"*{SHIP_VARIANT}*. {shipped['metrics']}."]
@@ -806,16 +861,23 @@ def write_report(path: Path, args, data, split, results, shipped):
           "computed in FP32 and the question is only how they are stored:",
           "",
           f"- **FP16 on disk, widened at load** (shipped): half the download and the repository "
-          f"space of FP32 ({num(by.get(FP16W, {}).get('size_mb'))} MB against "
-          f"{num(fp.get('size_mb'))} MB), FP32's latency and memory (genrepi widens the weights "
-          "once at load, so nothing is cast per window), and FP32's accuracy up to rounding "
-          f"(Δp {num(by.get(FP16W, {}).get('max_prob_diff'), '{:.4f}')} tract vs onnxruntime).",
+          f"space of FP32 ({num(w16.get('size_mb'))} MB against {num(fp.get('size_mb'))} MB), "
+          f"FP32's latency ({num(w16.get('tract_ms'))} against {num(fp.get('tract_ms'))} ms) and "
+          f"memory ({num(w16.get('tract_peak_rss_mb'), '{:.0f}')} against "
+          f"{num(fp.get('tract_peak_rss_mb'), '{:.0f}')} MB peak RSS), because genrepi widens the "
+          "weights once at load and nothing is cast per window, and FP32's accuracy up to the "
+          "rounding of the weights (largest window-probability difference from FP32 in tract: "
+          f"{num(results.get('fp16w_vs_fp32'), '{:.4f}')}).",
           f"- **INT8 static** stays a first-class option (`genrepi --model "
           f"models/work/{name_of(rows, STATIC)}.toml`, every manifest written by this "
-          "pipeline): a quarter of FP32's size and, in onnxruntime, the fastest; in tract today "
-          "it is slower than FP32. When tract fuses QDQ convolutions (tract PR #2725) or on a "
-          "runtime that does, it becomes the better choice for the Pi 4.",
-          "- **INT8 dynamic**: smallest, but slowest in tract by far.",
+          f"pipeline): {num(st.get('size_mb'))} MB on disk; in onnxruntime "
+          f"{num(st.get('ort_ms'))} ms per window against FP32's {num(fp.get('ort_ms'))}, but in "
+          f"tract today {num(st.get('tract_ms'))} ms against {num(fp.get('tract_ms'))}, with a "
+          f"peak RSS of {num(st.get('tract_peak_rss_mb'), '{:.0f}')} MB (tract keeps float "
+          "copies of the weights for its float convolutions). When tract fuses QDQ "
+          "convolutions (tract PR #2725), it becomes the better choice for the Pi 4.",
+          f"- **INT8 dynamic**: {num(dy.get('size_mb'))} MB, the smallest, but "
+          f"{num(dy.get('tract_ms'), '{:.0f}')} ms per window in tract on this CPU.",
           "- **FP16 compute**: only worth it on CPUs with FP16 arithmetic (Pi 5's Cortex-A76); "
           "tract uses it there when the model is FP16.",
           "- **50% pruned**: unstructured zeros do not make a dense runtime faster or smaller "
