@@ -529,9 +529,10 @@ def tract_max_diff(out: Path, rows, a: str, b: str):
     return float(max(np.abs(pa[k] - pb[k]).max() for k in pa if k in pb))
 
 
-def cross_validate(data, fold_of, k, limit, recipe, first, out):
+def cross_validate(data, fold_of, k, limit, recipe, first, out, publish):
     """Clip and window accuracy of `recipe` on each held-out fold (PyTorch
-    FP32). Fold 0 is `first`, the model already trained."""
+    FP32), handing the folds so far to `publish` after each. Fold 0 is
+    `first`, the model already trained."""
     folds = []
     for f in range(min(k, limit)):
         net, history, (_, _, test), _ = first if f == 0 else fit_fold(data, fold_of, f, recipe, out)
@@ -541,6 +542,7 @@ def cross_validate(data, fold_of, k, limit, recipe, first, out):
                       "window_acc": float((probs.argmax(1) == data.y[sel]).mean()),
                       "clip_acc": clip_accuracy(probs, data.y[sel], data.clip[sel])})
         log(f"CV fold {f}: {json.dumps(folds[-1])}")
+        publish(folds)
     return folds
 
 
@@ -667,17 +669,21 @@ def main():
         compare[input] = row
         log(json.dumps(row))
 
-    folds = cross_validate(data, fold_of, args.folds, args.cv_limit or args.folds, recipe,
-                           first, args.out)
     results = {"recipe": recipe, "calib": len(calib), "compare_epochs": compare_epochs,
-               "fp16w_vs_fp32": tract_max_diff(args.out, rows, FP32, FP16W), "history": history, "prune_history": prune_history,
-               "rows": rows, "compare": compare, "folds": folds,
-               "minutes": (time.time() - started) / 60}
-    (args.out / "results.json").write_text(json.dumps(results, indent=1))
-    shipped = None
-    if args.ship:
-        shipped = ship(rows, provenance, folds, name, labels, args.out)
-    write_report(report_path, args, data, (fit, val, test), results, shipped)
+               "fp16w_vs_fp32": tract_max_diff(args.out, rows, FP32, FP16W),
+               "history": history, "prune_history": prune_history, "rows": rows,
+               "compare": compare}
+
+    def publish(folds):
+        """Results, shipped manifest and report so far: rewritten after each
+        cross-validation fold, so an interrupted run still leaves them."""
+        results.update(folds=folds, minutes=(time.time() - started) / 60)
+        (args.out / "results.json").write_text(json.dumps(results, indent=1))
+        shipped = ship(rows, provenance, folds, name, labels, args.out) if args.ship else None
+        write_report(report_path, args, data, (fit, val, test), results, shipped)
+
+    cross_validate(data, fold_of, args.folds, args.cv_limit or args.folds, recipe, first,
+                   args.out, publish)
 
 
 # ---------------------------------------------------------------- ship
@@ -789,8 +795,9 @@ def write_report(path: Path, args, data, split, results, shipped):
         L.append(f"| **mean ± sd** | | | {100 * np.mean(cv_win):.1f} ± {100 * sd(cv_win):.1f}% "
                  f"| **{cv_text}** |")
     if len(folds) < args.folds:
-        L.append(f"\n**Incomplete:** {args.folds - len(folds)} fold(s) not trained in this run "
-                 "(`--cv-limit`).")
+        L.append(f"\n**Incomplete:** {args.folds - len(folds)} fold(s) not trained yet "
+                 "(`--cv-limit`, or the run is still going or was stopped; a rerun trains only "
+                 "what is missing).")
     st, fp = by.get(STATIC, {}), by.get(FP32, {})
     if st.get("tract_clip_acc") is not None and fp.get("tract_clip_acc") is not None:
         d_clip = 100 * (st["tract_clip_acc"] - fp["tract_clip_acc"])
