@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 use tract_onnx::prelude::*;
+use tract_onnx::tract_core::ops::konst::Const;
 
 pub use manifest::{InputSpec, Manifest, Normalize, OutputKind, locate};
 
@@ -333,16 +334,24 @@ pub struct ModelMemory {
     pub activations: u64,
 }
 
+/// Bytes of the FP16 tensors among these constants.
+fn f16_constant_bytes<'a>(consts: impl Iterator<Item = Option<&'a Const>>) -> u64 {
+    consts
+        .flatten()
+        .filter(|c| c.val().datum_type() == f16::datum_type())
+        .map(|c| c.val().len() as u64 * 2)
+        .sum()
+}
+
 /// Replaces every FP16 constant that is only cast to FP32 by its FP32 value,
 /// so an "FP16 on disk" model (weights stored as FP16, each followed by a
 /// `Cast` to FP32) runs exactly like its FP32 original: tract's constant
 /// folding leaves such casts alone on purpose (the result is twice the
 /// size), which would cast every weight on every run and keep the kernels
-/// from packing them at load. Returns how many tensors were widened and
-/// the bytes that added.
-fn widen_f16_weights(model: &mut TypedModel) -> TractResult<(usize, u64)> {
+/// from packing them at load. Returns how many tensors were widened.
+fn widen_f16_weights(model: &mut TypedModel) -> TractResult<usize> {
     use tract_onnx::tract_core::ops::cast::Cast;
-    let (mut widened, mut added) = (0, 0u64);
+    let mut widened = 0;
     for id in model.eval_order()? {
         let node = model.node(id);
         let to_f32 = node
@@ -363,12 +372,11 @@ fn widen_f16_weights(model: &mut TypedModel) -> TractResult<(usize, u64)> {
         patch.shunt_outside(model, id.into(), wire)?;
         patch.apply(model)?;
         widened += 1;
-        added += (weights.len() * 2) as u64;
     }
     if widened > 0 {
         model.compact()?;
     }
-    Ok((widened, added))
+    Ok(widened)
 }
 
 /// Parses, fixes the input shape, optimises and plans the ONNX model.
@@ -400,14 +408,24 @@ fn optimise(
     model = model
         .with_input_fact(0, f32::fact(shape).into())
         .map_err(|e| format!("cannot set input shape {shape:?}: {e}"))?;
+    let stored_f16 = f16_constant_bytes(model.nodes().iter().map(|n| n.op_as::<Const>()));
     let mut typed = model
         .into_typed()
         .map_err(|e| format!("cannot type the model for input {shape:?}: {e}"))?;
-    let (widened, widened_bytes) = widen_f16_weights(&mut typed)
+    let widened = widen_f16_weights(&mut typed)
         .map_err(|e| format!("cannot widen FP16 weights to FP32: {e}"))?;
-    if widened > 0 {
+    // Typing already folds the casts of small tensors; once no FP16
+    // constant is left, every stored FP16 weight is now FP32 (twice the size).
+    let left_f16 = f16_constant_bytes(typed.nodes().iter().map(|n| n.op_as::<Const>()));
+    let widened_bytes = if stored_f16 > 0 && left_f16 == 0 {
+        stored_f16
+    } else {
+        0
+    };
+    if widened_bytes > 0 {
         log::info!(
-            "{widened} FP16 weight tensors widened to FP32 at load (+{:.1} MB)",
+            "FP16 weights widened to FP32 at load: +{:.1} MB ({widened} large tensors by genrepi, \
+             the rest as tract typed the model)",
             widened_bytes as f64 / 1e6
         );
     }
