@@ -349,6 +349,7 @@ FP16 = "FP16 (weights and compute)"
 DYN = "INT8 dynamic"
 STATIC = "INT8 static, per-channel, calibrated on training windows"
 STATIC7 = "INT8 static, per-channel, 7-bit weights (reduce_range)"
+STATIC_MIXED = "INT8 static, per-channel, layer3 kept FP32"
 STATIC_RAW = "INT8 static, per-channel, calibrated on un-normalised windows"
 PRUNED = "FP32, 50% pruned + fine-tuned"
 SEED_IN = "FP32, seed's 3x299x299 input"
@@ -379,6 +380,15 @@ def variants(fp32: Path, x_calib: np.ndarray):
     quantize_static(fp32, out[STATIC7], Windows(x_calib), quant_format=QuantFormat.QDQ,
                     per_channel=True, reduce_range=True, activation_type=QuantType.QInt8,
                     weight_type=QuantType.QInt8)
+    # Mixed precision: ResNet-152's layer3 (36 bottlenecks, ~70% of the
+    # weights) is where quantization error piles up; it stays FP32 here.
+    out[STATIC_MIXED] = sibling(fp32, "int8-static-mixed")
+    model = onnx.load(fp32)
+    quantize_static(fp32, out[STATIC_MIXED], Windows(x_calib), quant_format=QuantFormat.QDQ,
+                    per_channel=True, activation_type=QuantType.QInt8,
+                    weight_type=QuantType.QInt8, op_types_to_quantize=["Conv", "Gemm"],
+                    nodes_to_exclude=[n.name for n in model.graph.node
+                                      if n.name.startswith("/layer3/")])
     # The same, calibrated on the windows before normalisation (dB values
     # around -40 instead of ~N(0, 1)): calibration data that is not what the
     # model sees at inference, one way a static INT8 model collapses.
@@ -799,17 +809,31 @@ def write_report(path: Path, args, data, split, results, shipped):
                  "(`--cv-limit`, or the run is still going or was stopped; a rerun trains only "
                  "what is missing).")
     st, fp = by.get(STATIC, {}), by.get(FP32, {})
-    if st.get("tract_clip_acc") is not None and fp.get("tract_clip_acc") is not None:
-        d_clip = 100 * (st["tract_clip_acc"] - fp["tract_clip_acc"])
-        d_win = 100 * (st["tract_window_acc"] - fp["tract_window_acc"])
-        d_ort = 100 * (st["ort_window_acc"] - fp["ort_window_acc"])
-        ok = abs(d_clip) <= 2 and abs(d_win) <= 2
+    if fp.get("tract_clip_acc") is not None:
         L += ["", "## Static INT8 against FP32",
-              f"On the same {len(test)} held-out clips, static INT8 (QDQ, per-channel weights, "
-              f"calibrated on {results['calib']} real training windows) differs from FP32 by "
-              f"**{d_clip:+.1f} points of clip accuracy and {d_win:+.1f} points of window "
-              f"accuracy in tract** ({d_ort:+.1f} window points in onnxruntime): "
-              + ("**within 2 points.**" if ok else "**NOT within 2 points.**")]
+              f"On the same {len(test)} held-out clips (tract; onnxruntime in brackets), "
+              f"calibrated on {results['calib']} real training windows, differences from FP32 "
+              "in points (within 2 points means at most 2 points worse):", ""]
+        within = {}
+        for v in (STATIC, STATIC_MIXED, STATIC7):
+            r = by.get(v, {})
+            if r.get("tract_clip_acc") is None:
+                continue
+            d_clip = 100 * (r["tract_clip_acc"] - fp["tract_clip_acc"])
+            d_win = 100 * (r["tract_window_acc"] - fp["tract_window_acc"])
+            d_ort = 100 * (r["ort_window_acc"] - fp["ort_window_acc"])
+            ok = within[v] = d_clip >= -2 and d_win >= -2
+            L.append(f"- {v} ({r['size_mb']:.0f} MB): clip {d_clip:+.1f}, window {d_win:+.1f} "
+                     f"({d_ort:+.1f}): " + ("**within 2 points**" if ok else "**not within 2 points**"))
+        if within.get(STATIC) is False and within.get(STATIC_MIXED):
+            L += ["", "Quantizing every layer of this ResNet-152 costs far more than 2 points: "
+                  "the error of 151 quantized convolution inputs piles up through the 50 residual "
+                  "blocks. "
+                  "Keeping layer3 (36 of the 50 blocks) in FP32 removes it; keeping only its "
+                  "first 1×1, its 3×3 or its last 1×1 convolutions, or its second half, in FP32 "
+                  "did not (experiments in the closing note of issue 4). That model keeps ~70% "
+                  "of its weights in FP32, so it saves little; a smaller FP32 set or "
+                  "quantization-aware fine-tuning is the next step."]
     s7 = by.get(STATIC7, {})
     if st.get("agreement") is not None and s7.get("agreement") is not None:
         L += ["", f"tract and onnxruntime pick the same genre in {pct(st['agreement'])} of the "
