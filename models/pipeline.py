@@ -689,7 +689,8 @@ def main():
         cross-validation fold, so an interrupted run still leaves them."""
         results.update(folds=folds, minutes=(time.time() - started) / 60)
         (args.out / "results.json").write_text(json.dumps(results, indent=1))
-        shipped = ship(rows, provenance, folds, name, labels, args.out) if args.ship else None
+        shipped = (ship(rows, provenance, folds, args.folds, name, labels, args.out)
+                   if args.ship else None)
         write_report(report_path, args, data, (fit, val, test), results, shipped)
 
     cross_validate(data, fold_of, args.folds, args.cv_limit or args.folds, recipe, first,
@@ -700,7 +701,7 @@ def main():
 SHIP_VARIANT = FP16W
 
 
-def ship(rows, provenance, folds, name, labels, out):
+def ship(rows, provenance, folds, k, name, labels, out):
     """Copies the chosen variant into models/ and points models/default.toml
     at it, with its held-out and cross-validated accuracy in the provenance."""
     row = next(r for r in rows if r["variant"] == SHIP_VARIANT)
@@ -709,9 +710,12 @@ def ship(rows, provenance, folds, name, labels, out):
     shutil.copyfile(src, dst)
     cv = [f["clip_acc"] for f in folds]
     metrics = (f"held-out fold 0 (tract): clip accuracy {100 * row['tract_clip_acc']:.1f}%, "
-               f"window accuracy {100 * row['tract_window_acc']:.1f}%; "
-               f"{len(cv)}-fold CV clip accuracy {100 * np.mean(cv):.1f} ± "
-               f"{100 * np.std(cv, ddof=1) if len(cv) > 1 else float('nan'):.1f}%")
+               f"window accuracy {100 * row['tract_window_acc']:.1f}%; ")
+    if len(cv) == k:
+        metrics += (f"{k}-fold CV clip accuracy {100 * np.mean(cv):.1f} ± "
+                    f"{100 * np.std(cv, ddof=1):.1f}%")
+    else:
+        metrics += f"cross-validation not finished ({len(cv)} of {k} folds trained)"
     write_manifest(dst, name, labels, "1x128x130",
                    dict(provenance, variant=SHIP_VARIANT, metrics=metrics,
                         report="models/REPORT.md"),
@@ -740,6 +744,7 @@ def write_report(path: Path, args, data, split, results, shipped):
     cv_win = [f["window_acc"] for f in folds]
     sd = lambda v: np.std(v, ddof=1) if len(v) > 1 else float("nan")
     cv_text = (f"{100 * np.mean(cv_clip):.1f} ± {100 * sd(cv_clip):.1f}%" if folds else "–")
+    runs = "once" if len(folds) == 1 else f"{len(folds)} times"
     cmd = "python3 models/pipeline.py" + (" --quick" if args.quick else "") + (
         f" --cv-limit {args.cv_limit}" if args.cv_limit else "") + (" --ship" if args.ship else "")
     h = results["history"]
@@ -795,7 +800,7 @@ def write_report(path: Path, args, data, split, results, shipped):
                      "this AVX2-only CPU (no AVX-512 VNNI). onnxruntime's columns cover all "
                      "clips; the agreement columns compare the two on the same windows.")
     L += ["", f"## Cross-validation ({len(folds)} of {args.folds} folds)",
-          f"The same recipe trained {len(folds)} times, each time holding out one fold "
+          f"The same recipe trained {runs}, each time holding out one fold "
           "(PyTorch FP32, which agrees with tract's FP32 above). Fold 0 is the shipped model.",
           "", "| fold | held-out clips | epochs run | window acc | clip acc |", "|---|---|---|---|---|"]
     for f in folds:
@@ -831,7 +836,8 @@ def write_report(path: Path, args, data, split, results, shipped):
                   "blocks. "
                   "Keeping layer3 (36 of the 50 blocks) in FP32 removes it; keeping only its "
                   "first 1×1, its 3×3 or its last 1×1 convolutions, or its second half, in FP32 "
-                  "did not (experiments in the closing note of issue 4). That model keeps ~70% "
+                  "did not (models/tools/int8_sensitivity.py; figures in the closing note of "
+                  "issue 4). That model keeps ~70% "
                   "of its weights in FP32, so it saves little; a smaller FP32 set or "
                   "quantization-aware fine-tuning is the next step."]
     s7 = by.get(STATIC7, {})
