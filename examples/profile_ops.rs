@@ -4,7 +4,9 @@
 //!
 //! Shows where a model's time goes (for instance why a quantized variant
 //! is slower than FP32 in tract). Input is random, shape 1×C×H×W
-//! (default 1×128×130).
+//! (default 1×128×130). The model is loaded with plain tract, not through
+//! genrepi's `Model::load`: FP16-on-disk weights above tract's 4 MiB
+//! folding budget stay as per-run casts here, so profile the FP32 file.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
