@@ -722,7 +722,7 @@ def main():
                     help="train and evaluate only the first N folds (the report says so)")
     ap.add_argument("--prune-epochs", type=int, default=None, help="fine-tuning (default 2)")
     ap.add_argument("--qat-epochs", type=int, default=None,
-                    help="quantization-aware fine-tuning for static INT8 (default 3)")
+                    help="quantization-aware fine-tuning for static INT8 (default 10)")
     ap.add_argument("--compare-epochs", type=int, default=None,
                     help="epochs for the 3x299x299 vs 1x128x130 comparison (default 2)")
     ap.add_argument("--slow-tract-clips", type=int, default=3,
@@ -743,7 +743,7 @@ def main():
     arch = args.arch or ("resnet18" if args.quick else "resnet152")
     epochs = args.epochs or (2 if args.quick else 14)
     prune_epochs = args.prune_epochs or (1 if args.quick else 2)
-    qat_epochs = args.qat_epochs or (1 if args.quick else 3)
+    qat_epochs = args.qat_epochs or (1 if args.quick else 10)
     compare_epochs = args.compare_epochs or (1 if args.quick else 2)
     report_path = args.report or (args.out / "REPORT.md" if args.quick else ROOT / "models/REPORT.md")
     torch.set_num_threads(args.threads)
