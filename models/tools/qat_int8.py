@@ -2,7 +2,7 @@
 """Quantization-aware fine-tuning for static INT8: the shipped model, made
 robust to the rounding that onnxruntime's static quantizer gives it.
 
-    python3 models/tools/qat_int8.py [--model models/default.toml] [--epochs 3] [--report]
+    python3 models/tools/qat_int8.py [--model models/default.toml] [--epochs 10] [--lr 1e-4] [--report | --report-only]
 
 Post-training static INT8 of the shipped ResNet-152 (models/REPORT.md) loses
 far more than 2 points, because the rounding of 151 convolution inputs piles
@@ -16,17 +16,20 @@ the pipeline's static INT8 settings:
    are exactly the ones that are quantized (batch norm is already folded).
 2. onnxruntime's `quantize_static` on the FP32 model says which tensors it
    quantizes; their per-tensor int8 ranges come from the calibration windows
-   (MinMax, as onnxruntime computes them) and are recomputed after every
-   epoch. Weights: per-channel symmetric int8, recomputed every step.
+   (MinMax, as onnxruntime computes them) and are recomputed every 10
+   steps. Weights: per-channel symmetric int8, recomputed every step.
 3. Fine-tuning on fold 0's training clips (the ones the model trained on:
-   the held-out clips are never used), keeping the epoch with the best
-   simulated-INT8 validation accuracy (epoch 0 is the model unchanged).
+   the held-out clips are never used) towards the FP32 model's outputs
+   (distillation), one-cycle learning rate, keeping the epoch whose
+   simulated INT8 agrees best with FP32 on the validation clips (epoch 0 is
+   the model unchanged).
 4. The result is quantized exactly as the pipeline's static INT8 variant and
    evaluated with `genrepi eval` (tract) and onnxruntime on the held-out
    clips, beside the FP32 model and plain post-training static INT8.
 
-Writes OUT/qat.json (default models/work/qat); `--report` also rewrites the
-"Quantization-aware" section of models/REPORT.md. models/pipeline.py calls
+Writes OUT/qat.json (default models/work/qat) and the INT8 model's manifest
+OUT/int8-static-qat.toml; `--report` also rewrites the "quantization-aware"
+section of models/REPORT.md (`--report-only`: from OUT/qat.json alone). models/pipeline.py calls
 `finetune` for its own variant of the same name.
 """
 import argparse
