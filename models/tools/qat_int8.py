@@ -137,6 +137,7 @@ class OnnxNet(torch.nn.Module):
                 y = v[0] + v[1]
             elif op == "MaxPool":
                 pads = a.get("pads", [0, 0, 0, 0])
+                assert pads[:2] == pads[2:], "asymmetric MaxPool padding"
                 y = F.max_pool2d(v[0], a["kernel_shape"], a.get("strides"), pads[:2],
                                  ceil_mode=bool(a.get("ceil_mode", 0)))
             elif op == "GlobalAveragePool":
@@ -144,8 +145,9 @@ class OnnxNet(torch.nn.Module):
             elif op == "Flatten":
                 y = v[0].flatten(a.get("axis", 1))
             else:  # Gemm
+                assert not a.get("transA", 0), "Gemm with transA"
                 w = self.weight(ins[1], 0 if a.get("transB", 0) else 1)
-                y = v[0] @ (w.t() if a.get("transB", 0) else w)
+                y = a.get("alpha", 1.0) * (v[0] @ (w.t() if a.get("transB", 0) else w))
                 if len(ins) > 2:
                     y = y + a.get("beta", 1.0) * self.params[self.names[ins[2]]]
             put(outs[0], y)
