@@ -4,9 +4,9 @@
 //!
 //! Shows where a model's time goes (for instance why a quantized variant
 //! is slower than FP32 in tract). Input is random, shape 1×C×H×W
-//! (default 1×128×130). The model is loaded with plain tract, not through
-//! genrepi's `Model::load`: FP16-on-disk weights above tract's 4 MiB
-//! folding budget stay as per-run casts here, so profile the FP32 file.
+//! (default 1×128×130). The plan is the one genrepi runs
+//! (`genrepi::model::optimised_graph`: its quantized operators, FP16-on-disk
+//! weights widened, constant chains folded), without a manifest.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -29,11 +29,9 @@ fn main() -> anyhow::Result<()> {
     };
     let runs: usize = args.get(4).map(|r| r.parse()).transpose()?.unwrap_or(3);
     let shape = [1, dims[0], dims[1], dims[2]];
-    let plan = tract_onnx::onnx()
-        .model_for_path(path)?
-        .with_input_fact(0, f32::fact(shape).into())?
-        .into_optimized()?
-        .into_runnable()?;
+    let (graph, _) = genrepi::model::optimised_graph(path.as_ref(), shape)
+        .map_err(|e| anyhow::anyhow!("{path}: {e}"))?;
+    let plan = graph.into_runnable()?;
     let input: Tensor = tract_ndarray::Array4::<f32>::from_shape_fn(shape, |(_, c, h, w)| {
         ((c * 31 + h * 7 + w * 3) % 17) as f32 / 8.0 - 1.0
     })

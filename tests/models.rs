@@ -107,3 +107,69 @@ fn fp16_weights_are_widened_to_fp32_at_load() {
     assert!(diff < 5e-3, "FP16 weights moved a probability by {diff}");
     assert!(diff > 0.0, "identical: were the weights rounded at all?");
 }
+
+/// An int8 model in onnxruntime's QOperator format, with the Microsoft-domain
+/// operators tract does not know (`QLinearAdd`, `QLinearGlobalAveragePool`),
+/// loads and runs on integer operators (genrepi's `QAdd`, tract's int8
+/// im2col and matmul), and classifies exactly like the same arithmetic
+/// written as float operators between quantize/dequantize pairs, which tract
+/// runs without any of genrepi's operators.
+#[test]
+fn int8_qoperator_model_runs_on_integer_ops_like_its_qdq_twin() {
+    let dir = temp_dir("int8-qop");
+    let made = Command::new(python())
+        .arg(repo("models/tools/make_tiny_model.py"))
+        .arg("--qop")
+        .arg(&dir)
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !made {
+        return skip_without_python("python3 with onnx (make_tiny_model.py --qop)");
+    }
+    let (qop, qdq) = (dir.join("qop.toml"), dir.join("qdq.toml"));
+    let plan = |manifest: &Path| {
+        let out = genrepi()
+            .arg("--model")
+            .arg(manifest)
+            .arg("info")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let (int_plan, float_plan) = (plan(&qop), plan(&qdq));
+    for op in ["x QAdd", "x Im2col"] {
+        assert!(int_plan.contains(op), "no {op} in {int_plan}");
+        assert!(
+            !float_plan.contains(op),
+            "{op} in the float twin: {float_plan}"
+        );
+    }
+
+    let Some(gtzan) = common::gtzan_mini() else {
+        return;
+    };
+    let clip = gtzan.join("rock/rock.00003.wav");
+    let (a, b) = (replay_probs(&qop, &clip), replay_probs(&qdq, &clip));
+    assert!(a.len() > 20);
+    assert_eq!(a.len(), b.len());
+    let diff = a
+        .iter()
+        .flatten()
+        .zip(b.iter().flatten())
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f64::max);
+    assert!(diff < 1e-3, "integer and float paths differ by {diff}");
+    let spread = a
+        .iter()
+        .flatten()
+        .fold((1.0f64, 0.0f64), |(lo, hi), &p| (lo.min(p), hi.max(p)));
+    assert!(
+        spread.1 - spread.0 > 0.05,
+        "all probabilities alike: {spread:?}"
+    );
+}

@@ -18,6 +18,16 @@ writes DIR/slow.onnx + slow.toml instead: a deliberately slow model (N
 full-resolution 3x3 convolutions with 32 channels that share one weight
 tensor, so the file stays ~40 KB) for the live overload tests.
 
+    python3 models/tools/make_tiny_model.py --qop DIR
+
+writes DIR/qop.onnx + qop.toml: a small int8 network in onnxruntime's
+QOperator format (QuantizeLinear, QLinearConv with ReLU folded into the
+output zero point, int8 MaxPool, com.microsoft QLinearAdd and
+QLinearGlobalAveragePool, a float Gemm: the shape of genrepi's INT8
+ResNet) and DIR/qdq.onnx + .toml, the same arithmetic written as float
+operators between QuantizeLinear/DequantizeLinear pairs, which tract runs
+without any of genrepi's operators: the reference for the integer path.
+
     python3 models/tools/make_tiny_model.py --wide DIR
 
 writes DIR/wide.onnx + wide.toml (a dense layer with 1.1 M weights, larger
@@ -125,6 +135,99 @@ def build_wide(seed: int) -> onnx.ModelProto:
     return model
 
 
+def build_quantized(seed: int, qoperator: bool) -> onnx.ModelProto:
+    """The int8 test network (see the module docs), as QOperator integer
+    ops or as its QDQ float twin. Scales are set by hand for inputs of the
+    size genrepi's normalised windows have (about -2..2)."""
+    rng = np.random.default_rng(seed)
+    i8 = lambda a: np.clip(np.round(a), -127, 127).astype(np.int8)
+
+    def weights(shape, std):
+        w = rng.standard_normal(shape) * std
+        scale = np.float32(np.abs(w).max() / 127)
+        return i8(w / scale), scale
+
+    # (scale, zero point) of each activation; -128 folds a ReLU.
+    q = {"x": (4 / 255, 0), "c1": (4 / 255, -128), "c2": (4 / 255, -128),
+         "c3": (8 / 255, 0), "a": (6 / 255, -128), "p": (3 / 255, -128)}
+    convs = {  # name: (input, weight shape, weight std, pads, strides)
+        "c1": ("x", (8, 1, 5, 5), 0.2, [2, 2, 2, 2], [4, 4]),
+        "c2": ("m", (8, 8, 3, 3), 1 / np.sqrt(72), [1, 1, 1, 1], [1, 1]),
+        "c3": ("c2", (8, 8, 1, 1), 1 / np.sqrt(8), [0, 0, 0, 0], [1, 1]),
+    }
+    wf = (rng.standard_normal((len(LABELS), 8)) * 0.5).astype(np.float32)
+    bf = (rng.standard_normal(len(LABELS)) * 0.1).astype(np.float32)
+    inits = [numpy_helper.from_array(wf, "wf"), numpy_helper.from_array(bf, "bf")]
+    for t, (scale, zero) in q.items():
+        inits += [numpy_helper.from_array(np.array(scale, np.float32), f"{t}_s"),
+                  numpy_helper.from_array(np.array(zero, np.int8), f"{t}_z")]
+    nodes = [helper.make_node("QuantizeLinear", ["input", "x_s", "x_z"], ["xq"])]
+    source = {"x": "xq", "m": "mq", "c2": "c2q"}
+    qtensor = {"m": "c1"}  # MaxPool keeps its input's quantization
+    for name, (src, shape, std, pads, strides) in convs.items():
+        w, ws = weights(shape, std)
+        src_q = qtensor.get(src, src)
+        bias = np.round(rng.standard_normal(shape[0]) * 0.1 / (q[src_q][0] * ws)).astype(np.int32)
+        inits += [numpy_helper.from_array(w, f"{name}_w"),
+                  numpy_helper.from_array(np.array(ws, np.float32), f"{name}_ws"),
+                  numpy_helper.from_array(np.array(0, np.int8), f"{name}_wz"),
+                  numpy_helper.from_array(bias, f"{name}_b")]
+        if qoperator:
+            nodes.append(helper.make_node(
+                "QLinearConv", [source[src], f"{src_q}_s", f"{src_q}_z", f"{name}_w",
+                                f"{name}_ws", f"{name}_wz", f"{name}_s", f"{name}_z",
+                                f"{name}_b"], [f"{name}q"], pads=pads, strides=strides))
+        else:
+            inits.append(numpy_helper.from_array(
+                np.array(q[src_q][0] * ws, np.float32), f"{name}_bs"))
+            nodes += [
+                helper.make_node("DequantizeLinear", [source[src], f"{src_q}_s", f"{src_q}_z"],
+                                 [f"{name}_in"]),
+                helper.make_node("DequantizeLinear", [f"{name}_w", f"{name}_ws", f"{name}_wz"],
+                                 [f"{name}_wf"]),
+                helper.make_node("DequantizeLinear", [f"{name}_b", f"{name}_bs"],
+                                 [f"{name}_bf"]),
+                helper.make_node("Conv", [f"{name}_in", f"{name}_wf", f"{name}_bf"],
+                                 [f"{name}_f"], pads=pads, strides=strides),
+                helper.make_node("QuantizeLinear", [f"{name}_f", f"{name}_s", f"{name}_z"],
+                                 [f"{name}q"])]
+        if name == "c1":
+            nodes.append(helper.make_node("MaxPool", ["c1q"], ["mq"], kernel_shape=[3, 3],
+                                          strides=[2, 2], pads=[1, 1, 1, 1]))
+    if qoperator:
+        ms = "com.microsoft"
+        nodes += [
+            helper.make_node("QLinearAdd", ["c3q", "c3_s", "c3_z", "mq", "c1_s", "c1_z",
+                                            "a_s", "a_z"], ["aq"], domain=ms),
+            helper.make_node("QLinearGlobalAveragePool", ["aq", "a_s", "a_z", "p_s", "p_z"],
+                             ["pq"], domain=ms, channels_last=0)]
+    else:
+        dq = lambda t, tq, out: helper.make_node("DequantizeLinear", [tq, f"{t}_s", f"{t}_z"],
+                                                 [out])
+        nodes += [dq("c3", "c3q", "c3f"), dq("c1", "mq", "mf"),
+                  helper.make_node("Add", ["c3f", "mf"], ["af"]),
+                  helper.make_node("QuantizeLinear", ["af", "a_s", "a_z"], ["aq"]),
+                  dq("a", "aq", "a_in"),
+                  helper.make_node("GlobalAveragePool", ["a_in"], ["pf0"]),
+                  helper.make_node("QuantizeLinear", ["pf0", "p_s", "p_z"], ["pq"])]
+    nodes += [helper.make_node("DequantizeLinear", ["pq", "p_s", "p_z"], ["pf"]),
+              helper.make_node("Flatten", ["pf"], ["f"], axis=1),
+              helper.make_node("Gemm", ["f", "wf", "bf"], ["logits"], transB=1)]
+    graph = helper.make_graph(
+        nodes, "genrepi-int8-" + ("qop" if qoperator else "qdq"),
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 1, 128, 130])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, len(LABELS)])],
+        inits)
+    opsets = [helper.make_opsetid("", 17)] + (
+        [helper.make_opsetid("com.microsoft", 1)] if qoperator else [])
+    model = helper.make_model(graph, opset_imports=opsets,
+                              producer_name="genrepi make_tiny_model.py --qop")
+    model.ir_version = 8
+    if not qoperator:  # the checker does not know the com.microsoft ops
+        onnx.checker.check_model(model)
+    return model
+
+
 def write(model: onnx.ModelProto, onnx_path: Path, name: str, shape, note: str) -> None:
     onnx_path.parent.mkdir(parents=True, exist_ok=True)
     data = model.SerializeToString()
@@ -169,7 +272,15 @@ if __name__ == "__main__":
     ap.add_argument("--layers", type=int, default=12, help="convolutions in the slow model")
     ap.add_argument("--wide", type=Path,
                     help="write only the wide test model and its FP16-weights copy, into this folder")
+    ap.add_argument("--qop", type=Path,
+                    help="write only the int8 QOperator test model and its QDQ twin, into this folder")
     args = ap.parse_args()
+    if args.qop:
+        write(build_quantized(4, True), args.qop / "qop.onnx", "int8-qop-test", (1, 1, 128, 130),
+              "Int8 test model in onnxruntime's QOperator format (com.microsoft ops included).")
+        write(build_quantized(4, False), args.qop / "qdq.onnx", "int8-qdq-test", (1, 1, 128, 130),
+              "The same int8 arithmetic as float ops between QuantizeLinear/DequantizeLinear.")
+        raise SystemExit(0)
     if args.wide:
         sys.path.insert(0, str(Path(__file__).parent))
         from fp16_weights import fp16_weights

@@ -51,7 +51,21 @@ sys.path.insert(0, str(ROOT / "models"))
 import pipeline as P  # noqa: E402
 
 QMIN, QMAX = -128, 127  # int8 activations, asymmetric (onnxruntime's QInt8)
-WMAX = 127  # int8 weights, symmetric per channel: [-127, 127]
+WMAX = 127  # int8 weights, symmetric: [-127, 127]
+
+# The static INT8 formats, as onnxruntime's quantize_static makes them.
+# "qop-per-tensor" is what tract runs on integer kernels end to end
+# (QLinearConv with per-tensor weights fuses its requantization into the
+# int8 matmul; the residual additions are QLinearAdd, which genrepi
+# registers with tract; the final Gemm stays float). "qdq-per-channel" is
+# the earlier format: tract runs its convolutions in float between the
+# quantize and dequantize nodes.
+FORMATS = {
+    "qop-per-tensor": {"qoperator": True, "per_channel": False,
+                       "op_types": ["Conv", "Relu", "Add", "MaxPool", "GlobalAveragePool"]},
+    "qdq-per-channel": {"qoperator": False, "per_channel": True, "op_types": None},
+}
+DEFAULT_FORMAT = "qop-per-tensor"
 
 
 def widened(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -100,15 +114,26 @@ class OnnxNet(torch.nn.Module):
         self.output = model.graph.output[0].name
         self.ranges = {}  # tensor name -> (scale, zero point) while simulating int8
         self.fake = False
+        self.per_channel = True  # weight scales per output channel, else per tensor
+        self.weight_ops = {"Conv", "Gemm"}  # whose weights are rounded to int8
 
-    def weight(self, name, axis):
+    def weight(self, name, axis, op):
         w = self.params[self.names[name]]
-        if not self.fake:
+        if not self.fake or op not in self.weight_ops:
             return w
+        if not self.per_channel:
+            scale = max(float(w.detach().abs().max()) / WMAX, 1e-12)
+            return torch.fake_quantize_per_tensor_affine(w, scale, 0, -WMAX, WMAX)
         dims = [d for d in range(w.dim()) if d != axis]
         scale = (w.detach().abs().amax(dim=dims) / WMAX).clamp(min=1e-12)
         zero = torch.zeros(w.shape[axis], dtype=torch.int32)
         return torch.fake_quantize_per_channel_affine(w, scale, zero, axis, -WMAX, WMAX)
+
+    def simulate(self, fmt: str):
+        """Rounds weights as format `fmt` of FORMATS does."""
+        f = FORMATS[fmt]
+        self.per_channel = f["per_channel"]
+        self.weight_ops = {"Conv", "Gemm"} & set(f["op_types"] or {"Conv", "Gemm"})
 
     def forward(self, x, observe=None):
         env = {self.input: x}
@@ -129,7 +154,7 @@ class OnnxNet(torch.nn.Module):
                 pads = a.get("pads", [0, 0, 0, 0])
                 assert pads[:2] == pads[2:], "asymmetric Conv padding"
                 bias = self.params[self.names[ins[2]]] if len(ins) > 2 else None
-                y = F.conv2d(v[0], self.weight(ins[1], 0), bias, a.get("strides", 1), pads[:2],
+                y = F.conv2d(v[0], self.weight(ins[1], 0, op), bias, a.get("strides", 1), pads[:2],
                              a.get("dilations", 1), a.get("group", 1))
             elif op == "Relu":
                 y = F.relu(v[0])
@@ -146,7 +171,7 @@ class OnnxNet(torch.nn.Module):
                 y = v[0].flatten(a.get("axis", 1))
             else:  # Gemm
                 assert not a.get("transA", 0), "Gemm with transA"
-                w = self.weight(ins[1], 0 if a.get("transB", 0) else 1)
+                w = self.weight(ins[1], 0 if a.get("transB", 0) else 1, op)
                 y = a.get("alpha", 1.0) * (v[0] @ (w.t() if a.get("transB", 0) else w))
                 if len(ins) > 2:
                     y = y + a.get("beta", 1.0) * self.params[self.names[ins[2]]]
@@ -192,15 +217,22 @@ def minmax_ranges(net: OnnxNet, calib: np.ndarray, names):
     return ranges
 
 
-def quantize(fp32: Path, out: Path, calib: np.ndarray):
-    """The pipeline's static INT8 variant's settings."""
+def quantize(fp32: Path, out: Path, calib: np.ndarray, fmt: str = DEFAULT_FORMAT,
+             qdq: bool = False):
+    """Static INT8 of `fp32` in format `fmt` (FORMATS), calibrated with
+    onnxruntime's MinMax on `calib`. `qdq`: the same quantization written
+    as QDQ nodes, whose tensor names say what the format rounds."""
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
-    quantize_static(fp32, out, P.Windows(calib), quant_format=QuantFormat.QDQ, per_channel=True,
-                    activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
+    f = FORMATS[fmt]
+    quant_format = QuantFormat.QOperator if f["qoperator"] and not qdq else QuantFormat.QDQ
+    quantize_static(fp32, out, P.Windows(calib), quant_format=quant_format,
+                    per_channel=f["per_channel"], activation_type=QuantType.QInt8,
+                    weight_type=QuantType.QInt8, op_types_to_quantize=f["op_types"])
 
 
 def finetune(fp32: Path, out: Path, x_fit, y_fit, x_val, y_val, calib, epochs=10, lr=1e-4,
-             batch=16, seed=0, ptq: Path = None, recalibrate=10, temperature=2.0):
+             batch=16, seed=0, ptq: Path = None, recalibrate=10, temperature=2.0,
+             fmt: str = DEFAULT_FORMAT):
     """Fine-tunes the FP32 model `fp32` with int8 rounding simulated, to give
     the outputs the FP32 model gives (distillation: the target is FP32's
     behaviour, not the labels, which 50 clips would overfit), and saves the
@@ -208,14 +240,15 @@ def finetune(fp32: Path, out: Path, x_fit, y_fit, x_val, y_val, calib, epochs=10
     calibration windows every `recalibrate` steps, as the quantizer will
     compute them. Keeps the epoch whose simulated INT8 agrees best with FP32
     on the validation windows (0 = unchanged) and returns the history.
-    `ptq`: onnxruntime's static INT8 of `fp32`, made here when not given,
-    says which tensors to round."""
+    `ptq`: onnxruntime's static INT8 of `fp32` as QDQ nodes in format
+    `fmt`, made here when not given, says which tensors to round."""
     model = widened(onnx.load(fp32))
     if ptq is None:
-        ptq = out.with_name(out.stem + ".ptq.onnx")
-        quantize(fp32, ptq, calib)
+        ptq = out.with_name(out.stem + ".spec.onnx")
+        quantize(fp32, ptq, calib, fmt, qdq=True)
     ort_ranges = quantized_tensors(onnx.load(ptq))
     net, teacher = OnnxNet(model), OnnxNet(model)
+    net.simulate(fmt)
     teacher.requires_grad_(False)
     missing = set(ort_ranges) - {o for _, _, outs, _ in net.graph_nodes for o in outs} - {net.input}
     if missing:
@@ -355,6 +388,8 @@ def main():
     ap.add_argument("--folds", type=int, default=4)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--calib", type=int, default=64, help="calibration windows (about)")
+    ap.add_argument("--format", choices=sorted(FORMATS), default=DEFAULT_FORMAT,
+                    help="the static INT8 format to simulate and make (default %(default)s)")
     ap.add_argument("--report", action="store_true",
                     help=f"rewrite the '{SECTION[3:]}' section of models/REPORT.md")
     ap.add_argument("--report-only", action="store_true",
@@ -380,29 +415,32 @@ def main():
     src = args.model.parent / field("model")
     fp32 = args.out / "fp32.onnx"
     onnx.save(widened(onnx.load(src)), fp32)
-    ptq = args.out / "int8-static.onnx"
-    quantize(fp32, ptq, calib)
-    tuned = args.out / "qat-fp32.onnx"
+    tag = "" if args.format == DEFAULT_FORMAT else f"-{args.format}"
+    ptq = args.out / f"int8-static{tag}.onnx"
+    quantize(fp32, ptq, calib, args.format)
+    tuned = args.out / f"qat-fp32{tag}.onnx"
     history = finetune(fp32, tuned, x[fsel], y[fsel], x[vsel], y[vsel], calib, args.epochs,
-                       args.lr, seed=args.seed, ptq=ptq)
-    qat = args.out / "int8-static-qat.onnx"
-    quantize(tuned, qat, calib)
+                       args.lr, seed=args.seed, fmt=args.format)
+    qat = args.out / f"int8-static-qat{tag}.onnx"
+    quantize(tuned, qat, calib, args.format)
     rows = []
     for name, path, variant in [("FP32", fp32, "FP32 (the shipped weights widened)"),
-                                ("INT8 static (post-training)", ptq, P.STATIC),
-                                ("INT8 static, QAT", qat, P.STATIC + ", quantization-aware")]:
+                                ("INT8 static (post-training)", ptq, f"INT8 static, {args.format}"),
+                                ("INT8 static, QAT", qat,
+                                 f"INT8 static, {args.format}, quantization-aware")]:
         manifest = manifest_for(path, args.model, variant)
         rows.append(P.evaluate_now(name, manifest, path, held_out, data, test, lambda xs: xs,
                                    args.out, None, None))
         P.log(json.dumps(rows[-1]))
     result = {"command": "python3 models/tools/qat_int8.py" + (
                   f" --epochs {args.epochs}" if args.epochs != 10 else "") + (
-                  f" --lr {args.lr}" if args.lr != 1e-4 else "") + " --report",
+                  f" --lr {args.lr}" if args.lr != 1e-4 else "") + (
+                  f" --format {args.format}" if args.format != DEFAULT_FORMAT else "") + " --report",
               "machine": machine(),
               "model": str(args.model.relative_to(ROOT)) if args.model.is_relative_to(ROOT)
               else str(args.model),
               "fit": len(fit), "val": len(val), "held_out": len(test), "lr": args.lr,
-              "calib": len(calib), "history": history, "rows": rows,
+              "calib": len(calib), "format": args.format, "history": history, "rows": rows,
               "minutes": (time.time() - started) / 60}
     (args.out / "qat.json").write_text(json.dumps(result, indent=1))
     lines = section(result)
