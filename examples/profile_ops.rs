@@ -7,6 +7,8 @@
 //! (default 1×128×130). The plan is the one genrepi runs
 //! (`genrepi::model::optimised_graph`: its quantized operators, FP16-on-disk
 //! weights widened, constant chains folded), without a manifest.
+//! `PROFILE_OPS_FP16=1` profiles it in FP16 arithmetic (tract's
+//! `f32_to_f16`, what the `fp16` variant runs).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -29,13 +31,21 @@ fn main() -> anyhow::Result<()> {
     };
     let runs: usize = args.get(4).map(|r| r.parse()).transpose()?.unwrap_or(3);
     let shape = [1, dims[0], dims[1], dims[2]];
-    let (graph, _) = genrepi::model::optimised_graph(path.as_ref(), shape)
-        .map_err(|e| anyhow::anyhow!("{path}: {e}"))?;
+    let (graph, _) = genrepi::model::optimised_graph(
+        path.as_ref(),
+        shape,
+        std::env::var_os("PROFILE_OPS_FP16").is_some(),
+    )
+    .map_err(|e| anyhow::anyhow!("{path}: {e}"))?;
     let plan = graph.into_runnable()?;
     let input: Tensor = tract_ndarray::Array4::<f32>::from_shape_fn(shape, |(_, c, h, w)| {
         ((c * 31 + h * 7 + w * 3) % 17) as f32 / 8.0 - 1.0
     })
     .into();
+    // An FP16 plan takes f16 input.
+    let input = input
+        .cast_to_dt(plan.model().input_fact(0)?.datum_type)?
+        .into_owned();
     if std::env::var_os("PROFILE_OPS_DETAIL").is_some() {
         for node in plan.model().nodes() {
             if node.op().name() == "OptMatMul" {

@@ -297,20 +297,20 @@ def prune_and_finetune(base, base_key, data, fit, val, amount, epochs, out):
 QAT_LR = 1e-4  # measured on the shipped model: models/REPORT.md
 
 
-def qat_finetune(fp32: Path, ptq: Path, data, fit, val, calib, epochs):
+def qat_finetune(fp32: Path, data, fit, val, calib, epochs):
     """Quantization-aware fine-tuning of the exported FP32 model (cached
     beside it under the hash of the model and the settings): the FP32
     result is OUT/<name>.qat-fp32.onnx, ready for the static quantizer."""
     tuned = sibling(fp32, "qat-fp32")
     key = {"fp32": hashlib.sha256(fp32.read_bytes()).hexdigest(), "epochs": epochs,
-           "lr": QAT_LR, "fit": data.names(fit), "val": data.names(val), "calib": len(calib)}
+           "lr": QAT_LR, "format": qat_int8.DEFAULT_FORMAT, "fit": data.names(fit), "val": data.names(val), "calib": len(calib)}
     done = tuned.with_suffix(".json")
     if tuned.exists() and done.exists() and json.loads(done.read_text())["key"] == key:
         log(f"{tuned.name}: fine-tuned earlier (same model and settings)")
         return json.loads(done.read_text())["history"]
     history = qat_int8.finetune(fp32, tuned, data.x[data.sel(fit)], data.y[data.sel(fit)],
                                 data.x[data.sel(val)], data.y[data.sel(val)], calib, epochs,
-                                QAT_LR, ptq=ptq)
+                                QAT_LR, fmt=qat_int8.DEFAULT_FORMAT)
     done.write_text(json.dumps({"key": key, "history": history}))
     return history
 
@@ -380,7 +380,8 @@ STATIC = "INT8 static, per-channel, calibrated on training windows"
 STATIC7 = "INT8 static, per-channel, 7-bit weights (reduce_range)"
 STATIC_MIXED = "INT8 static, per-channel, layer3 kept FP32"
 STATIC_RAW = "INT8 static, per-channel, calibrated on un-normalised windows"
-STATIC_QAT = "INT8 static, per-channel, quantization-aware fine-tuned"
+QOP = "INT8 static, QOperator per-tensor (tract's integer kernels)"
+STATIC_QAT = "INT8 static, QOperator per-tensor, quantization-aware fine-tuned"
 PRUNED = "FP32, 50% pruned + fine-tuned"
 SEED_IN = "FP32, seed's 3x299x299 input"
 NATIVE_SAME = "FP32, 1x128x130 input"
@@ -399,6 +400,9 @@ def variants(fp32: Path, x_calib: np.ndarray):
                                                op_block_list=["Gemm"]), out[FP16])
     out[DYN] = sibling(fp32, "int8-dynamic")
     quantize_dynamic(fp32, out[DYN], weight_type=QuantType.QInt8)
+    # The format tract runs on integer kernels end to end (models/tools/qat_int8.py).
+    out[QOP] = sibling(fp32, "int8-qop")
+    qat_int8.quantize(fp32, out[QOP], x_calib, "qop-per-tensor")
     out[STATIC] = sibling(fp32, "int8-static")
     quantize_static(fp32, out[STATIC], Windows(x_calib), quant_format=QuantFormat.QDQ,
                     per_channel=True, activation_type=QuantType.QInt8,
@@ -806,9 +810,9 @@ def main():
         log(json.dumps(rows[-1]))
 
     # Static INT8 after quantization-aware fine-tuning (models/tools/qat_int8.py).
-    qat_history = qat_finetune(fp32, paths[STATIC], data, fit, val, calib, qat_epochs)
-    path = sibling(fp32, "int8-static-qat")
-    qat_int8.quantize(sibling(fp32, "qat-fp32"), path, calib)
+    qat_history = qat_finetune(fp32, data, fit, val, calib, qat_epochs)
+    path = sibling(fp32, "int8-qop-qat")
+    qat_int8.quantize(sibling(fp32, "qat-fp32"), path, calib, qat_int8.DEFAULT_FORMAT)
     manifest = write_manifest(path, name, labels, "1x128x130",
                               dict(provenance, variant=STATIC_QAT))
     rows.append(evaluate(STATIC_QAT, manifest, path, held_out, data, test, same, args.out))
@@ -983,7 +987,7 @@ def write_report(path: Path, args, data, split, results, shipped):
               f"calibrated on {results['calib']} real training windows, differences from FP32 "
               "in points (within 2 points means at most 2 points worse):", ""]
         within = {}
-        for v in (STATIC, STATIC_QAT, STATIC_MIXED, STATIC7):
+        for v in (STATIC, QOP, STATIC_QAT, STATIC_MIXED, STATIC7):
             r = by.get(v, {})
             if r.get("tract_clip_acc") is None:
                 continue
@@ -1001,9 +1005,10 @@ def write_report(path: Path, args, data, split, results, shipped):
                   "Quantization-aware fine-tuning (models/tools/qat_int8.py) trains the FP32 "
                   f"network for {max(0, len(qh) - 1)} epoch(s) on the training clips with that "
                   "rounding simulated, exactly where and how onnxruntime's quantizer applies it "
-                  "(per-tensor int8 activations, per-channel int8 weights), keeps the epoch with "
-                  "the best simulated-INT8 validation accuracy, and quantizes the result with "
-                  f"the same settings: {pct(qat.get('tract_window_acc'))} window, "
+                  "in the format tract runs on integer kernels (QOperator: per-tensor int8 "
+                  "activations and weights, residual additions in int8, the final Gemm in "
+                  "float), keeps the epoch whose simulated INT8 agrees best with FP32 on the "
+                  "validation clips, and quantizes the result in that format: {pct(qat.get('tract_window_acc'))} window, "
                   f"{pct(qat.get('tract_clip_acc'))} clip accuracy in tract, "
                   + ("**within 2 points of FP32** with every layer in INT8."
                      if within[STATIC_QAT] else "still **not within 2 points** of FP32.")]

@@ -7,7 +7,7 @@
 //! recall, confusion matrix, latency percentiles) and the JSON report.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -301,14 +301,15 @@ impl Report {
         s
     }
 
-    /// Writes the report as pretty JSON.
-    pub fn write_json(&self, path: &PathBuf) -> Result<()> {
+    /// Writes the report as pretty JSON (a temporary file renamed into
+    /// place: never a truncated report).
+    pub fn write_json(&self, path: &Path) -> Result<()> {
         let json = serde_json::to_string_pretty(self).map_err(|e| Error::Write {
-            path: path.clone(),
+            path: path.to_path_buf(),
             detail: e.to_string(),
         })?;
-        std::fs::write(path, json).map_err(|e| Error::Write {
-            path: path.clone(),
+        crate::output::write_atomically(path, json.as_bytes()).map_err(|e| Error::Write {
+            path: path.to_path_buf(),
             detail: e.to_string(),
         })
     }

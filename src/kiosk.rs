@@ -62,6 +62,8 @@ pub struct ListenConfig {
     pub max_memory: Option<String>,
     /// JSON lines instead of text.
     pub json: Option<bool>,
+    /// Model variant (`auto` or a name from `genrepi info`).
+    pub variant: Option<String>,
 }
 
 impl ListenConfig {
@@ -101,7 +103,8 @@ impl ListenConfig {
             stall_timeout,
             http,
             max_memory,
-            json
+            json,
+            variant
         )
     }
 }
@@ -123,6 +126,8 @@ pub struct Resolved {
     pub max_memory: Option<u64>,
     /// JSON lines.
     pub json: bool,
+    /// Model variant.
+    pub variant: crate::model::Choice,
 }
 
 /// Checks and converts `cfg`.
@@ -176,6 +181,10 @@ pub fn resolve(cfg: &ListenConfig) -> Result<Resolved> {
         http: cfg.http.clone(),
         max_memory: cfg.max_memory.as_deref().map(parse_size).transpose()?,
         json: cfg.json.unwrap_or(false),
+        variant: match cfg.variant.as_deref() {
+            None => crate::model::Choice::Auto,
+            Some(v) => v.parse().map_err(Error::Config)?,
+        },
     })
 }
 
@@ -309,20 +318,26 @@ impl Signals {
     }
 }
 
-/// Loads the model and checks the memory plan.
+/// Loads the model (the first variant whose memory plan fits
+/// `max_memory`, with `--variant auto`) and checks the memory plan.
 fn prepare(settings: &Resolved) -> Result<(Arc<Model>, MemoryEstimate)> {
-    let model = Model::load(&settings.model, settings.threads)?;
+    let options = crate::model::LoadOptions {
+        threads: settings.threads,
+        variant: settings.variant.clone(),
+    };
+    let model = Model::load_with(&settings.model, &options, |model| {
+        let estimate = estimate_memory(model, &settings.capture, &settings.live);
+        match settings.max_memory {
+            Some(limit) if estimate.total() > limit => Err(format!(
+                "--max-memory {:.0} MiB is too small for {}: the plan needs {}",
+                limit as f64 / (1 << 20) as f64,
+                settings.model.display(),
+                estimate.describe()
+            )),
+            _ => Ok(()),
+        }
+    })?;
     let estimate = estimate_memory(&model, &settings.capture, &settings.live);
-    if let Some(limit) = settings.max_memory
-        && estimate.total() > limit
-    {
-        return Err(Error::Config(format!(
-            "--max-memory {:.0} MiB is too small for {}: the plan needs {}",
-            limit as f64 / (1 << 20) as f64,
-            settings.model.display(),
-            estimate.describe()
-        )));
-    }
     log::info!("memory plan: {}", estimate.describe());
     Ok((model, estimate))
 }

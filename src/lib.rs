@@ -14,9 +14,11 @@
 //! - [`kiosk`]: `listen` as a service: config, signals, reloads;
 //! - [`output`]: text and JSON lines;
 //! - [`dataset`] and [`eval`]: GTZAN-layout folders, feature export, accuracy;
-//! - [`platform`]: the CPU features that decide tract's kernels.
+//! - [`platform`]: the CPU features that decide tract's kernels;
+//! - [`bench`]: what each model variant costs here, cached for `--variant auto`.
 
 pub mod audio;
+pub mod bench;
 pub mod dataset;
 pub mod error;
 pub mod eval;

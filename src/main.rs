@@ -39,6 +39,11 @@ struct Common {
     /// Threads for each inference's matrix products.
     #[arg(long, global = true, default_value_t = 1, value_name = "N")]
     threads: usize,
+    /// Which of the manifest's variants to run: `auto` (the fastest this
+    /// CPU runs natively, measured by `bench` when it has run here) or a
+    /// name from `info`.
+    #[arg(long, global = true, default_value = "auto", value_name = "NAME")]
+    variant: model::Choice,
     /// More log output (-v info, -vv debug); RUST_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -102,6 +107,20 @@ enum Command {
     Listen(ListenArgs),
     /// List audio input devices with their rates, channels and formats.
     Devices,
+    /// Measure every variant of the model on this machine (load time,
+    /// per-window median and p95 at 1 and all threads, peak memory,
+    /// kernels) and cache the figures for `--variant auto`.
+    Bench {
+        /// Windows timed per variant and thread count (1 to 10000).
+        #[arg(long, default_value_t = genrepi::bench::DEFAULT_WINDOWS, value_name = "N")]
+        windows: usize,
+        /// The table as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Internal: measure the model this process loaded and print one row.
+        #[arg(long, hide = true)]
+        child: bool,
+    },
 }
 
 /// `listen` options; each one overrides the config file's.
@@ -216,11 +235,20 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
     match &cli.command {
         Command::Listen(args) => return listen(common, args).map(|_| true),
         Command::Devices => return devices().map(|_| true),
+        Command::Bench {
+            windows,
+            json,
+            child: false,
+        } => return bench(common, *windows, *json).map(|_| true),
         _ => {}
     }
     let manifest = model::locate(common.model.as_deref())?;
     let rss_before = genrepi::platform::resident_memory();
-    let model = Model::load(&manifest, common.threads).context("loading the model")?;
+    let options = model::LoadOptions {
+        threads: common.threads,
+        variant: common.variant.clone(),
+    };
+    let model = Model::load_with(&manifest, &options, |_| Ok(())).context("loading the model")?;
     let jobs = |j: Option<usize>| -> anyhow::Result<usize> {
         match j {
             Some(0) => bail!("--jobs must be at least 1"),
@@ -279,6 +307,12 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
             print_measured_memory(&model, rss_before)?;
             Ok(true)
         }
+        Command::Bench { windows, .. } => {
+            check_windows(windows)?;
+            let row = genrepi::bench::measure(&model, windows)?;
+            println!("{}", serde_json::to_string(&row)?);
+            Ok(true)
+        }
         Command::Listen(_) | Command::Devices => unreachable!("handled above"),
     }
 }
@@ -326,8 +360,57 @@ fn listen(common: &Common, a: &ListenArgs) -> anyhow::Result<()> {
         http: a.http.clone(),
         max_memory: a.max_memory.clone(),
         json: a.json.then_some(true),
+        variant: match &common.variant {
+            model::Choice::Auto => None,
+            model::Choice::Named(name) => Some(name.clone()),
+        },
     };
     kiosk::run(&cli, a.config.as_deref(), None)?;
+    Ok(())
+}
+
+fn check_windows(windows: usize) -> anyhow::Result<()> {
+    if !(1..=genrepi::bench::MAX_WINDOWS).contains(&windows) {
+        bail!(
+            "--windows must be between 1 and {}",
+            genrepi::bench::MAX_WINDOWS
+        );
+    }
+    Ok(())
+}
+
+/// `genrepi bench`: one child process per variant and thread count.
+fn bench(common: &Common, windows: usize, json: bool) -> anyhow::Result<()> {
+    check_windows(windows)?;
+    let manifest_path = model::locate(common.model.as_deref())?;
+    let manifest = model::Manifest::read(&manifest_path)?;
+    let variants: Vec<String> = match &common.variant {
+        model::Choice::Named(name) => vec![name.clone()],
+        model::Choice::Auto if manifest.variants.is_empty() => vec!["model".into()],
+        model::Choice::Auto => manifest.variants.iter().map(|v| v.name.clone()).collect(),
+    };
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut threads = vec![1];
+    if common.threads > 1 {
+        threads.push(common.threads);
+    } else if cores > 1 {
+        threads.push(cores);
+    }
+    let exe = std::env::current_exe().context("locating genrepi's own binary")?;
+    let rows = genrepi::bench::run_children(&exe, &manifest_path, &variants, &threads, windows)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    } else {
+        print!("{}", genrepi::bench::table(&rows));
+    }
+    let platform = genrepi::platform::Platform::detect();
+    if !manifest.variants.is_empty() && matches!(common.variant, model::Choice::Auto) {
+        let path = genrepi::bench::Measurements::save(&manifest, &platform, rows)?;
+        log::info!(
+            "measurements cached in {}: --variant auto follows them on this CPU",
+            path.display()
+        );
+    }
     Ok(())
 }
 
@@ -487,8 +570,42 @@ fn print_info(model: &Model) {
         let mark = if f.present { "yes" } else { "no " };
         let _ = writeln!(out, "            {mark} {:<11} {}", f.name, f.meaning);
     }
-    let (variant, why) = platform.expected_fastest_variant();
-    let _ = writeln!(out, "fastest:    {variant} expected here ({why})");
+    match model.variant() {
+        Some(v) => {
+            let _ = writeln!(
+                out,
+                "variant:    {} ({}): {}",
+                v.name,
+                v.arithmetic.as_str(),
+                v.reason
+            );
+        }
+        None => {
+            let _ = writeln!(out, "variant:    the manifest lists none");
+        }
+    }
+    for v in &m.variants {
+        let native = match model::variant::native(v.arithmetic, &platform) {
+            Ok(why) => format!("native here: {why}"),
+            Err(why) => format!("not native here: {why}"),
+        };
+        let _ = writeln!(
+            out,
+            "            {:<10} {:<5} {} ({native}){}",
+            v.name,
+            v.arithmetic.as_str(),
+            v.model.display(),
+            v.accuracy
+                .as_deref()
+                .map(|a| format!("; {a}"))
+                .unwrap_or_default()
+        );
+    }
+    let _ = writeln!(
+        out,
+        "kernels:    {}",
+        model.kernels().into_iter().collect::<Vec<_>>().join(" ")
+    );
     let estimate = kiosk::estimate_memory(
         model,
         &genrepi::audio::CaptureSettings::default(),

@@ -185,3 +185,27 @@ pub fn live_line(format: Format, labels: &[String], v: &Verdict<'_>) -> String {
         }
     }
 }
+
+/// Writes `bytes` to `path` without ever leaving a partial file there: into
+/// a temporary file beside it, flushed to disk, then renamed over `path`
+/// (atomic on one file system). On failure the temporary file is removed
+/// and whatever `path` held before is untouched.
+pub fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    let name = path
+        .file_name()
+        .ok_or_else(|| std::io::Error::other("not a file name"))?;
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(name);
+    tmp_name.push(format!(".tmp-{}", std::process::id()));
+    let tmp = path.with_file_name(tmp_name);
+    let result = (|| {
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}

@@ -1,6 +1,6 @@
-//! What this machine offers tract: CPU architecture, the SIMD features that
-//! decide which kernels tract picks, and which model variant should be
-//! fastest here.
+//! What this machine offers tract: CPU architecture and the SIMD features
+//! that decide which kernels tract picks (and so which model variant runs
+//! natively: see `model::variant`).
 //!
 //! Raspberry Pi 4 (Cortex-A72) has NEON only; Pi 5 (Cortex-A76) adds FP16
 //! arithmetic (`asimdhp`) and the int8 dot product (`asimddp`), which tract
@@ -42,28 +42,28 @@ impl Platform {
         }
     }
 
-    fn has(&self, name: &str) -> bool {
-        self.features.iter().any(|f| f.name == name && f.present)
+    /// What identifies this CPU for cached measurements: architecture, CPU
+    /// model (from `/proc/cpuinfo`) and the features above.
+    pub fn signature(&self) -> String {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let model = cpuinfo
+            .lines()
+            .find(|l| l.starts_with("model name") || l.starts_with("CPU part"))
+            .and_then(|l| l.split(':').nth(1))
+            .map(str::trim)
+            .unwrap_or("unknown");
+        let features: Vec<&str> = self
+            .features
+            .iter()
+            .filter(|f| f.present)
+            .map(|f| f.name)
+            .collect();
+        format!("{} {model} [{}]", self.arch, features.join(" "))
     }
 
-    /// The model variant expected to run fastest here, and why.
-    ///
-    /// Measured (genrepi eval/bench on x86, tract 0.23.9): FP32 beats tract's
-    /// INT8 paths and its f16 path on CPUs without FP16 arithmetic. Where
-    /// FP16 arithmetic exists (Pi 5) f16 kernels are available; that it wins
-    /// there is expected, not yet measured.
-    pub fn expected_fastest_variant(&self) -> (&'static str, &'static str) {
-        if self.arch == "aarch64" && self.has("asimdhp") {
-            (
-                "fp16 or fp32",
-                "FP16 arithmetic present (e.g. Pi 5): tract has f16 kernels here; unmeasured on a Pi, compare with `genrepi eval`",
-            )
-        } else {
-            (
-                "fp32",
-                "no FP16 arithmetic: tract's f16 path is emulated (~250x slower) and its INT8 paths are slower than FP32",
-            )
-        }
+    /// Whether the feature `name` is present.
+    pub fn has(&self, name: &str) -> bool {
+        self.features.iter().any(|f| f.name == name && f.present)
     }
 }
 

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::features::FeatureConfig;
+use crate::model::variant::VariantSpec;
 
 /// What the model's output holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -81,6 +82,12 @@ pub struct Manifest {
     /// Front-end parameters the model was trained with.
     #[serde(default)]
     pub features: FeatureConfig,
+    /// The same network in other files or arithmetics (`[[variant]]`
+    /// tables); `--variant` picks one. When there are any, `model` and
+    /// `sha256` above must name one of them (what a genrepi without
+    /// variants loads).
+    #[serde(default, rename = "variant", skip_serializing_if = "Vec::is_empty")]
+    pub variants: Vec<VariantSpec>,
     /// Where the model came from: data, split, epochs, metrics. Free-form.
     #[serde(default)]
     pub provenance: toml::Table,
@@ -128,6 +135,21 @@ impl Manifest {
         }
         if self.sha256.len() != 64 || !self.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err("sha256 must be 64 hex digits".into());
+        }
+        let mut names = HashSet::new();
+        for v in &self.variants {
+            v.validate()?;
+            if !names.insert(v.name.as_str()) {
+                return Err(format!("variant {:?} appears twice", v.name));
+            }
+        }
+        if !self.variants.is_empty()
+            && !self
+                .variants
+                .iter()
+                .any(|v| v.model == self.model && v.sha256.eq_ignore_ascii_case(&self.sha256))
+        {
+            return Err("model and sha256 must name one of the [[variant]] tables".into());
         }
         self.features
             .validate()

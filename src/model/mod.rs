@@ -8,6 +8,7 @@
 
 pub mod manifest;
 mod onnx_ops;
+pub mod variant;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -19,6 +20,7 @@ use tract_onnx::prelude::*;
 use tract_onnx::tract_core::ops::konst::Const;
 
 pub use manifest::{InputSpec, Manifest, Normalize, OutputKind, locate};
+pub use variant::{Arithmetic, Choice, Measured, VariantSpec};
 
 use crate::error::{Error, Result};
 
@@ -71,6 +73,7 @@ pub struct Model {
     layout: Layout,
     load_time: Duration,
     threads: usize,
+    variant: Option<ChosenVariant>,
 }
 
 impl std::fmt::Debug for Model {
@@ -106,15 +109,122 @@ pub fn sha256_file(path: &Path) -> std::io::Result<(String, u64)> {
     Ok((hex, size))
 }
 
+/// How [`Model::load_with`] loads a manifest.
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    /// Matrix-product threads per inference (1 or more).
+    pub threads: usize,
+    /// Which of the manifest's variants to run.
+    pub variant: Choice,
+}
+
+/// The variant a model was loaded as, and why.
+#[derive(Debug, Clone)]
+pub struct ChosenVariant {
+    /// Its name in the manifest.
+    pub name: String,
+    /// Its arithmetic.
+    pub arithmetic: Arithmetic,
+    /// Why it was chosen, one line.
+    pub reason: String,
+}
+
 impl Model {
-    /// Loads the manifest at `manifest_path` and its ONNX file, checks them
-    /// against each other (checksum, input shape, label count) and optimises
-    /// the plan. `threads > 1` runs matrix products on that many threads.
+    /// Loads the manifest at `manifest_path` and its ONNX file (the variant
+    /// `--variant auto` picks, when it lists variants), checks them against
+    /// each other (checksum, input shape, label count) and optimises the
+    /// plan. `threads > 1` runs matrix products on that many threads.
     pub fn load(manifest_path: &Path, threads: usize) -> Result<Arc<Self>> {
-        let started = Instant::now();
+        let options = LoadOptions {
+            threads,
+            variant: Choice::Auto,
+        };
+        Self::load_with(manifest_path, &options, |_| Ok(()))
+    }
+
+    /// [`Model::load`] with a variant choice, keeping the first candidate
+    /// for which `fits` (e.g. a memory limit) says `Ok`; with
+    /// [`Choice::Auto`] a variant that does not fit gives way to the next.
+    pub fn load_with(
+        manifest_path: &Path,
+        options: &LoadOptions,
+        fits: impl Fn(&Model) -> std::result::Result<(), String>,
+    ) -> Result<Arc<Self>> {
         let manifest = Manifest::read(manifest_path)?;
+        let threads = options.threads.max(1);
+        if manifest.variants.is_empty() {
+            if let Choice::Named(name) = &options.variant {
+                return Err(Error::Manifest {
+                    path: manifest_path.to_path_buf(),
+                    detail: format!("lists no variants, so --variant {name} cannot be chosen"),
+                });
+            }
+            let (file, sha) = (manifest.model.clone(), manifest.sha256.clone());
+            let model = Self::load_file(manifest, manifest_path, &file, &sha, None, threads)?;
+            fits(&model).map_err(Error::Config)?;
+            return Ok(Arc::new(model));
+        }
+        let platform = crate::platform::Platform::detect();
+        let measured = crate::bench::Measurements::cached(&manifest, &platform);
+        let candidates = variant::rank(
+            &manifest.variants,
+            &options.variant,
+            &platform,
+            measured.as_ref().map(|m| m as &dyn Measured),
+            threads,
+        )
+        .map_err(|detail| Error::Manifest {
+            path: manifest_path.to_path_buf(),
+            detail,
+        })?;
+        let mut refused = Vec::new();
+        for candidate in &candidates {
+            let spec = &candidate.spec;
+            let chosen = ChosenVariant {
+                name: spec.name.clone(),
+                arithmetic: spec.arithmetic,
+                reason: candidate.reason.clone(),
+            };
+            let model = Self::load_file(
+                manifest.clone(),
+                manifest_path,
+                &spec.model,
+                &spec.sha256,
+                Some(chosen),
+                threads,
+            )?;
+            match fits(&model) {
+                Ok(()) => {
+                    log::info!(
+                        "variant {:?} ({}): {}",
+                        spec.name,
+                        spec.arithmetic.as_str(),
+                        candidate.reason
+                    );
+                    return Ok(Arc::new(model));
+                }
+                Err(why) => {
+                    log::warn!("variant {:?} does not fit: {why}", spec.name);
+                    refused.push(format!("{}: {why}", spec.name));
+                }
+            }
+        }
+        Err(Error::Config(refused.join("; ")))
+    }
+
+    /// Loads one ONNX file of `manifest` (checked against `sha256`),
+    /// computed in `variant`'s arithmetic.
+    fn load_file(
+        manifest: Manifest,
+        manifest_path: &Path,
+        file: &Path,
+        sha256: &str,
+        variant: Option<ChosenVariant>,
+        threads: usize,
+    ) -> Result<Self> {
+        let started = Instant::now();
         let dir = manifest_path.parent().unwrap_or(Path::new("."));
-        let onnx_path = dir.join(&manifest.model);
+        let onnx_path = dir.join(file);
         // Hashed in blocks, then parsed by tract from the file: the weights
         // are never in memory twice.
         let (digest, onnx_bytes) = sha256_file(&onnx_path).map_err(|cause| Error::Read {
@@ -125,14 +235,17 @@ impl Model {
             path: onnx_path.clone(),
             detail,
         };
-        if !digest.eq_ignore_ascii_case(&manifest.sha256) {
+        if !digest.eq_ignore_ascii_case(sha256) {
             return Err(mismatch(format!(
-                "checksum mismatch: manifest {} says sha256 {}, file has {digest}",
+                "checksum mismatch: manifest {} says sha256 {sha256}, file has {digest}",
                 manifest_path.display(),
-                manifest.sha256
             )));
         }
-        let (plan, widened_bytes) = optimise(&onnx_path, &manifest, threads).map_err(mismatch)?;
+        let fp16 = variant
+            .as_ref()
+            .is_some_and(|v| v.arithmetic == Arithmetic::Fp16);
+        let (plan, widened_bytes) =
+            optimise(&onnx_path, &manifest, threads, fp16).map_err(mismatch)?;
         let [_, _, height, width] = manifest.input.shape;
         let (n_mels, frames) = (manifest.features.n_mels, manifest.features.frames);
         let layout = if [height, width] == [n_mels, frames] && manifest.input.shape[1] == 1 {
@@ -143,18 +256,23 @@ impl Model {
                 cols: AxisMap::new(frames, width),
             }
         };
+        release_freed_memory();
         let load_time = started.elapsed();
         log::info!(
-            "model {:?} ({}, {:.1} MB) loaded and optimised in {:.0} ms; input {:?}, {} labels, {} thread(s)",
+            "model {:?} ({}, {:.1} MB{}) loaded and optimised in {:.0} ms; input {:?}, {} labels, {} thread(s)",
             manifest.name,
             onnx_path.display(),
             onnx_bytes as f64 / 1e6,
+            variant
+                .as_ref()
+                .map(|v| format!(", variant {}", v.name))
+                .unwrap_or_default(),
             load_time.as_secs_f64() * 1e3,
             manifest.input.shape,
             manifest.labels.len(),
-            threads.max(1),
+            threads,
         );
-        Ok(Arc::new(Model {
+        Ok(Model {
             manifest,
             manifest_path: manifest_path.to_path_buf(),
             onnx_path,
@@ -163,8 +281,34 @@ impl Model {
             plan,
             layout,
             load_time,
-            threads: threads.max(1),
-        }))
+            threads,
+            variant,
+        })
+    }
+
+    /// The variant this model runs, when its manifest lists variants.
+    pub fn variant(&self) -> Option<&ChosenVariant> {
+        self.variant.as_ref()
+    }
+
+    /// The matrix-product kernels of the plan (tract-linalg's names, e.g.
+    /// `avx512vnni_mmm_i32_8x8` for int8, `arm64fp16_mmm_f16_…` for FP16).
+    pub fn kernels(&self) -> std::collections::BTreeSet<String> {
+        let mut kernels = std::collections::BTreeSet::new();
+        for node in self.plan.model().nodes() {
+            if node.op().name() != "OptMatMul" {
+                continue;
+            }
+            for line in node.op().info().unwrap_or_default() {
+                // "Mult: m:8 k:25 n:1056 with [avx512vnni_mmm_i32_8x8]"
+                if let Some(rest) = line.split(" with [").nth(1) {
+                    for k in rest.trim_end_matches(']').split(',') {
+                        kernels.insert(k.trim().to_string());
+                    }
+                }
+            }
+        }
+        kernels
     }
 
     /// The manifest.
@@ -311,14 +455,24 @@ impl Model {
         let state =
             TypedSimpleState::new(&self.plan).map_err(|e| Error::Inference(e.to_string()))?;
         let shape = self.manifest.input.shape;
-        let input = Tensor::zero::<f32>(&shape).map_err(|e| Error::Inference(e.to_string()))?;
+        let dt = self
+            .plan
+            .model()
+            .input_fact(0)
+            .map_err(|e| Error::Inference(e.to_string()))?
+            .datum_type;
+        let input = Tensor::zero_dt(dt, &shape).map_err(|e| Error::Inference(e.to_string()))?;
+        let len = self.manifest.features.n_mels * self.manifest.features.frames;
         Ok(Classifier {
             model: Arc::clone(self),
             state,
             input: Arc::new(input),
-            scratch: Vec::with_capacity(
-                self.manifest.features.n_mels * self.manifest.features.frames,
-            ),
+            scratch: Vec::with_capacity(len),
+            staging: if dt == f16::datum_type() {
+                vec![0.0; shape.iter().product()]
+            } else {
+                Vec::new()
+            },
             probs: vec![0.0; self.manifest.labels.len()],
         })
     }
@@ -380,6 +534,18 @@ fn widen_f16_weights(model: &mut TypedModel) -> TractResult<usize> {
     Ok(widened)
 }
 
+/// Hands the heap memory freed while loading (the parsed protobuf, the
+/// weights before tract packed them, the graphs between passes) back to the
+/// system. glibc keeps freed memory in its arenas otherwise, and resident
+/// memory would stay at the loading peak for the life of the process.
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free heap pages to the kernel.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 /// Largest result [`fold_constant_chains`] stores: tract's own folding
 /// budget (`CONST_FOLD_MEM_BUDGET`, 4 MiB).
 const FOLD_MAX_BYTES: usize = 4 << 20;
@@ -397,53 +563,61 @@ const FOLD_MAX_BYTES: usize = 4 << 20;
 fn fold_constant_chains(model: &mut TypedModel) -> TractResult<usize> {
     use tract_onnx::tract_core::ops::source::TypedSource;
     let mut folded = 0;
-    'again: loop {
-        for id in model.eval_order()? {
-            let node = model.node(id);
-            if node.op_is::<Const>() || node.op_is::<TypedSource>() || node.inputs.is_empty() {
-                continue;
-            }
-            let Some(inputs) = node
-                .inputs
-                .iter()
-                .map(|i| Some(model.outlet_fact(*i).ok()?.konst.clone()?.into_tvalue()))
-                .collect::<Option<TVec<_>>>()
-            else {
-                continue;
-            };
-            let Ok(Some(mut values)) = node.op.eval_out_of_plan(inputs) else {
-                continue;
-            };
-            let mut last = node;
-            while let Some(succ) = model.single_succ(last.id)? {
-                if succ.inputs.len() != 1 || values.len() != 1 {
-                    break;
-                }
-                let Ok(Some(next)) = succ.op.eval_out_of_plan(values.clone()) else {
-                    break;
-                };
-                values = next;
-                last = succ;
-            }
-            let bytes: usize = values
-                .iter()
-                .map(|t| t.volume() * t.datum_type().size_of())
-                .sum();
-            if values.len() != 1 || bytes > FOLD_MAX_BYTES {
-                continue;
-            }
-            let (last_id, name) = (last.id, format!("{}.folded", last.name));
-            let mut patch = TypedModelPatch::default();
-            let value = values.remove(0).into_arc_tensor();
-            let wire = patch.add_const(name, value)?;
-            patch.shunt_outside(model, last_id.into(), wire)?;
-            patch.apply(model)?;
-            model.compact()?;
-            folded += 1;
-            continue 'again;
+    // One pass in evaluation order: a fold feeds the nodes after it, which
+    // may then fold in turn. Node ids stay valid until the final compact.
+    let mut consumed = std::collections::HashSet::new();
+    for id in model.eval_order()? {
+        let node = model.node(id);
+        if consumed.contains(&id)
+            || node.op_is::<Const>()
+            || node.op_is::<TypedSource>()
+            || node.inputs.is_empty()
+        {
+            continue;
         }
-        return Ok(folded);
+        let Some(inputs) = node
+            .inputs
+            .iter()
+            .map(|i| Some(model.outlet_fact(*i).ok()?.konst.clone()?.into_tvalue()))
+            .collect::<Option<TVec<_>>>()
+        else {
+            continue;
+        };
+        let Ok(Some(mut values)) = node.op.eval_out_of_plan(inputs) else {
+            continue;
+        };
+        let mut chain = vec![id];
+        let mut last = node;
+        while let Some(succ) = model.single_succ(last.id)? {
+            if succ.inputs.len() != 1 || values.len() != 1 {
+                break;
+            }
+            let Ok(Some(next)) = succ.op.eval_out_of_plan(values.clone()) else {
+                break;
+            };
+            values = next;
+            last = succ;
+            chain.push(succ.id);
+        }
+        let bytes: usize = values
+            .iter()
+            .map(|t| t.volume() * t.datum_type().size_of())
+            .sum();
+        if values.len() != 1 || bytes > FOLD_MAX_BYTES {
+            continue;
+        }
+        let (last_id, name) = (last.id, format!("{}.folded", last.name));
+        let mut patch = TypedModelPatch::default();
+        let wire = patch.add_const(name, values.remove(0).into_arc_tensor())?;
+        patch.shunt_outside(model, last_id.into(), wire)?;
+        patch.apply(model)?;
+        consumed.extend(chain);
+        folded += 1;
     }
+    if folded > 0 {
+        model.compact()?;
+    }
+    Ok(folded)
 }
 
 /// tract's ONNX parser with the quantized operators of [`onnx_ops`]
@@ -460,8 +634,9 @@ fn optimise(
     onnx: &Path,
     manifest: &Manifest,
     threads: usize,
+    fp16: bool,
 ) -> std::result::Result<(Arc<TypedRunnableModel>, u64), String> {
-    let (typed, widened_bytes) = optimised_graph(onnx, manifest.input.shape)?;
+    let (typed, widened_bytes) = optimised_graph(onnx, manifest.input.shape, fp16)?;
     let out = typed
         .output_fact(0)
         .map_err(|e| format!("model has no output: {e}"))?;
@@ -484,13 +659,18 @@ fn optimise(
 }
 
 /// The ONNX file parsed (with [`onnx_parser`]), its input fixed to `shape`,
-/// FP16-on-disk weights widened, optimised by tract and its constant
-/// chains folded: the graph genrepi runs. Also returns the bytes that
-/// widening added.
+/// FP16-on-disk weights widened, translated to FP16 arithmetic when `fp16`
+/// (tract's `f32_to_f16` transform: the input and output become f16 too),
+/// optimised by tract and its constant chains folded: the graph genrepi
+/// runs. Also returns the bytes that widening added.
 pub fn optimised_graph(
     onnx: &Path,
     shape: [usize; 4],
+    fp16: bool,
 ) -> std::result::Result<(TypedModel, u64), String> {
+    let started = Instant::now();
+    let phase =
+        |what: &str| log::debug!("{what} at {:.0} ms", started.elapsed().as_secs_f64() * 1e3);
     let mut model = onnx_parser()
         .model_for_path(onnx)
         .map_err(|e| format!("not a loadable ONNX model: {e}"))?;
@@ -512,6 +692,7 @@ pub fn optimised_graph(
     model = model
         .with_input_fact(0, f32::fact(shape).into())
         .map_err(|e| format!("cannot set input shape {shape:?}: {e}"))?;
+    phase("parsed");
     let stored_f16 = f16_constant_bytes(model.nodes().iter().map(|n| n.op_as::<Const>()));
     let mut typed = model
         .into_typed()
@@ -533,14 +714,22 @@ pub fn optimised_graph(
             widened_bytes as f64 / 1e6
         );
     }
+    if fp16 {
+        let transform = tract_onnx::tract_core::transform::get_transform("f32_to_f16")
+            .map_err(|e| format!("tract's f32_to_f16 transform: {e}"))?
+            .ok_or("tract has no f32_to_f16 transform")?;
+        transform
+            .transform(&mut typed)
+            .map_err(|e| format!("cannot translate to FP16: {e}"))?;
+    }
+    phase("typed");
     let mut typed = typed
         .into_optimized()
         .map_err(|e| format!("cannot optimise for input {shape:?}: {e}"))?;
+    phase("optimised");
     let folded = fold_constant_chains(&mut typed)
         .map_err(|e| format!("cannot fold constants of the optimised plan: {e}"))?;
-    if folded > 0 {
-        log::debug!("{folded} constant chain(s) folded after optimisation");
-    }
+    phase(&format!("{folded} constant chain(s) folded"));
     Ok((typed, widened_bytes))
 }
 
@@ -550,6 +739,8 @@ pub struct Classifier {
     state: TypedSimpleState,
     input: Arc<Tensor>,
     scratch: Vec<f32>,
+    /// The FP32 input before its conversion, for an FP16 plan (else empty).
+    staging: Vec<f32>,
     probs: Vec<f32>,
 }
 
@@ -565,18 +756,34 @@ impl Classifier {
         let fail = |e: TractError| Error::Inference(e.to_string());
         // The previous run's value has been dropped, so this does not copy.
         let input = Arc::make_mut(&mut self.input);
-        let mut view = input.to_plain_array_view_mut::<f32>().map_err(fail)?;
-        let slice = view
-            .as_slice_mut()
-            .ok_or_else(|| Error::Inference("input tensor is not contiguous".into()))?;
-        self.model.prepare_input(window, slice, &mut self.scratch);
+        if self.staging.is_empty() {
+            let mut view = input.to_plain_array_view_mut::<f32>().map_err(fail)?;
+            let slice = view
+                .as_slice_mut()
+                .ok_or_else(|| Error::Inference("input tensor is not contiguous".into()))?;
+            self.model.prepare_input(window, slice, &mut self.scratch);
+        } else {
+            self.model
+                .prepare_input(window, &mut self.staging, &mut self.scratch);
+            let mut view = input.to_plain_array_view_mut::<f16>().map_err(fail)?;
+            for (o, &x) in view.iter_mut().zip(&self.staging) {
+                *o = f16::from_f32(x);
+            }
+        }
         let outputs = self
             .state
             .run(tvec![TValue::from_const(Arc::clone(&self.input))])
             .map_err(fail)?;
-        let view = outputs[0].to_plain_array_view::<f32>().map_err(fail)?;
-        for (p, &x) in self.probs.iter_mut().zip(view.iter()) {
-            *p = x;
+        if outputs[0].datum_type() == f16::datum_type() {
+            let view = outputs[0].to_plain_array_view::<f16>().map_err(fail)?;
+            for (p, &x) in self.probs.iter_mut().zip(view.iter()) {
+                *p = x.to_f32();
+            }
+        } else {
+            let view = outputs[0].to_plain_array_view::<f32>().map_err(fail)?;
+            for (p, &x) in self.probs.iter_mut().zip(view.iter()) {
+                *p = x;
+            }
         }
         if self.model.manifest.output == OutputKind::Logits {
             softmax(&mut self.probs);

@@ -310,7 +310,7 @@ fn qadd_slice<T: Copy>(
     (lo, hi): (f32, f32),
 ) {
     let (ka, kb) = (op.ka, op.kb);
-    let offset = -(ka * op.za as f32) - kb * op.zb as f32;
+    let (za, zb) = (op.za as f32, op.zb as f32);
     let zc = op.zc as f32;
     // Clamping before rounding keeps the argument small enough for the
     // rounding trick; values beyond it saturate the same way.
@@ -318,7 +318,9 @@ fn qadd_slice<T: Copy>(
     let n = c.len().min(a.len()).min(b.len());
     let (a, b, c) = (&a[..n], &b[..n], &mut c[..n]);
     for i in 0..n {
-        let x = ka * to_f32(a[i]) + kb * to_f32(b[i]) + offset;
+        // As onnxruntime's MLAS computes it: zero points off first (exact
+        // on small integers), then the two scale ratios.
+        let x = ka * (to_f32(a[i]) - za) + kb * (to_f32(b[i]) - zb);
         let x = x.max(pre_lo).min(pre_hi);
         let y = (round_half_even_small(x) + zc).max(lo).min(hi);
         // In range and integral after the clamps: the unchecked
@@ -459,17 +461,24 @@ mod tests {
         let mut off = 0;
         for i in 0..a.len() {
             let want = reference(&op, sa, sb, sc, a[i], b[i]);
-            // Only an exact tie computed through another order of
-            // operations may round the other way.
-            assert!(
-                (c[i] as i32 - want as i32).abs() <= 1,
-                "{} + {}",
-                a[i],
-                b[i]
-            );
-            off += (c[i] != want) as usize;
+            if c[i] != want {
+                // Only where the exact value sits on a rounding tie may the
+                // order of float operations (x / c_scale against the
+                // precomputed ratios) round the other way.
+                let x =
+                    (sa * (a[i] as i32 - op.za) as f32 + sb * (b[i] as i32 - op.zb) as f32) / sc;
+                let from_tie = (x - x.floor() - 0.5).abs();
+                assert!(
+                    (c[i] as i32 - want as i32).abs() == 1 && from_tie < 1e-4,
+                    "{} + {}: {} against {want} ({x})",
+                    a[i],
+                    b[i],
+                    c[i]
+                );
+                off += 1;
+            }
         }
-        assert!(off < a.len() / 1000, "{off} of {} differ", a.len());
+        assert!(off < a.len() / 200, "{off} of {} differ", a.len());
         // A zero point of -128 with a non-negative range is a fused ReLU.
         assert!(c.iter().all(|&x| x >= -128));
     }

@@ -1,0 +1,242 @@
+//! `genrepi bench`: what each model variant costs on this machine, and the
+//! cache of those measurements that `--variant auto` follows.
+//!
+//! Each (variant, thread count) is measured in a child process of its own
+//! (`genrepi --variant V --threads T bench --child`), so its load time and
+//! peak resident memory are its own: load time, median and 95th-percentile
+//! milliseconds per window (after one warm-up window), peak RSS, and the
+//! matrix-product kernels tract picked (int8, f16 or f32). The parent
+//! prints the table and, for a manifest with variants, writes the
+//! measurements to the cache (a temporary file renamed into place), keyed
+//! by the CPU and the variants' checksums, so a new CPU or a new model is
+//! never ranked by old figures.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, Result};
+use crate::model::{Manifest, Measured, Model};
+use crate::platform::Platform;
+
+/// Windows timed per measurement when not told: enough for a stable median
+/// and a p95 on a 2-core machine in about 3 s per ResNet-152 variant.
+pub const DEFAULT_WINDOWS: usize = 20;
+/// The most windows one measurement may time (`--windows`).
+pub const MAX_WINDOWS: usize = 10_000;
+
+/// One variant measured at one thread count.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Row {
+    /// Variant name (`model` for a manifest without variants).
+    pub variant: String,
+    /// Its arithmetic (`int8`, `fp16`, `fp32`, or `-` when not stated).
+    pub arithmetic: String,
+    /// Matrix-product threads.
+    pub threads: usize,
+    /// Time to read, check and optimise the model, ms.
+    pub load_ms: f64,
+    /// Median time per window, ms.
+    pub median_ms: f64,
+    /// 95th percentile time per window, ms.
+    pub p95_ms: f64,
+    /// Windows timed.
+    pub windows: usize,
+    /// Peak resident memory of the measuring process, bytes.
+    pub peak_rss: u64,
+    /// tract-linalg kernels of the plan's matrix products.
+    pub kernels: Vec<String>,
+}
+
+/// Every row of one `genrepi bench` run, with what they were measured on.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Measurements {
+    /// [`Platform::signature`] of the machine.
+    pub cpu: String,
+    /// The key the cache file is named by (CPU and variant checksums).
+    pub key: String,
+    /// The rows.
+    pub rows: Vec<Row>,
+}
+
+impl Measured for Measurements {
+    fn median_ms(&self, variant: &str, threads: usize) -> Option<f64> {
+        self.rows
+            .iter()
+            .find(|r| r.variant == variant && r.threads == threads)
+            .map(|r| r.median_ms)
+    }
+}
+
+/// The folder the measurements are cached in: `$GENREPI_CACHE_DIR`, else
+/// systemd's `$CACHE_DIRECTORY`, else `$XDG_CACHE_HOME/genrepi`, else
+/// `~/.cache/genrepi`.
+pub fn cache_dir() -> Option<PathBuf> {
+    let var = |name: &str| {
+        std::env::var_os(name)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    var("GENREPI_CACHE_DIR")
+        .or_else(|| var("CACHE_DIRECTORY"))
+        .or_else(|| var("XDG_CACHE_HOME").map(|d| d.join("genrepi")))
+        .or_else(|| var("HOME").map(|d| d.join(".cache/genrepi")))
+}
+
+/// The cache key of `manifest`'s variants on `platform`.
+fn key(manifest: &Manifest, platform: &Platform) -> String {
+    let mut h = Sha256::new();
+    h.update(platform.signature().as_bytes());
+    for v in &manifest.variants {
+        h.update(format!("\n{} {} {}", v.name, v.arithmetic.as_str(), v.sha256).as_bytes());
+    }
+    h.finalize()
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+impl Measurements {
+    /// The cached measurements of `manifest`'s variants on this CPU, if
+    /// `genrepi bench` has run here (anything unreadable counts as none).
+    pub fn cached(manifest: &Manifest, platform: &Platform) -> Option<Measurements> {
+        let key = key(manifest, platform);
+        let path = cache_dir()?.join(format!("bench-{key}.json"));
+        // A cache file is small; a larger one is not ours.
+        if std::fs::metadata(&path).ok()?.len() > 1 << 20 {
+            return None;
+        }
+        let m: Measurements = serde_json::from_slice(&std::fs::read(&path).ok()?).ok()?;
+        (m.key == key && m.cpu == platform.signature()).then_some(m)
+    }
+
+    /// Writes these measurements where [`Measurements::cached`] finds them.
+    pub fn save(manifest: &Manifest, platform: &Platform, rows: Vec<Row>) -> Result<PathBuf> {
+        let dir = cache_dir().ok_or_else(|| {
+            Error::Config("no cache folder (set GENREPI_CACHE_DIR or HOME)".into())
+        })?;
+        let key = key(manifest, platform);
+        let path = dir.join(format!("bench-{key}.json"));
+        let fail = |detail: String| Error::Write {
+            path: path.clone(),
+            detail,
+        };
+        std::fs::create_dir_all(&dir).map_err(|e| fail(e.to_string()))?;
+        let m = Measurements {
+            cpu: platform.signature(),
+            key,
+            rows,
+        };
+        let text = serde_json::to_vec_pretty(&m).map_err(|e| fail(e.to_string()))?;
+        crate::output::write_atomically(&path, &text).map_err(|e| fail(e.to_string()))?;
+        Ok(path)
+    }
+}
+
+/// Times `windows` inferences (after one warm-up) on a fixed synthetic
+/// window: median and 95th percentile, ms. Inference time does not depend
+/// on what the window holds.
+pub fn time_windows(model: &Arc<Model>, windows: usize) -> Result<(f64, f64)> {
+    let f = &model.manifest().features;
+    let window: Vec<f32> = (0..f.n_mels * f.frames)
+        .map(|i| -80.0 + ((i * 7919) % 8000) as f32 / 100.0)
+        .collect();
+    let mut classifier = model.classifier()?;
+    classifier.classify(&window)?;
+    let mut times = Vec::with_capacity(windows);
+    for _ in 0..windows.max(1) {
+        let t = Instant::now();
+        classifier.classify(&window)?;
+        times.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    times.sort_by(f64::total_cmp);
+    let pick = |q: f64| times[((times.len() - 1) as f64 * q).round() as usize];
+    Ok((pick(0.5), pick(0.95)))
+}
+
+/// The row a `bench --child` process prints for the model it loaded.
+pub fn measure(model: &Arc<Model>, windows: usize) -> Result<Row> {
+    let (median_ms, p95_ms) = time_windows(model, windows)?;
+    let (variant, arithmetic) = match model.variant() {
+        Some(v) => (v.name.clone(), v.arithmetic.as_str().to_string()),
+        None => ("model".to_string(), "-".to_string()),
+    };
+    Ok(Row {
+        variant,
+        arithmetic,
+        threads: model.threads(),
+        load_ms: model.load_time().as_secs_f64() * 1e3,
+        median_ms,
+        p95_ms,
+        windows,
+        peak_rss: crate::platform::resident_memory().map_or(0, |(_, peak)| peak),
+        kernels: model.kernels().into_iter().collect(),
+    })
+}
+
+/// Runs one child per (variant, thread count) and collects their rows; a
+/// child that fails becomes an error naming the variant.
+pub fn run_children(
+    exe: &Path,
+    manifest_path: &Path,
+    variants: &[String],
+    threads: &[usize],
+    windows: usize,
+) -> Result<Vec<Row>> {
+    let mut rows = Vec::new();
+    for variant in variants {
+        for &t in threads {
+            let mut cmd = std::process::Command::new(exe);
+            cmd.arg("--model").arg(manifest_path);
+            if variant != "model" {
+                cmd.args(["--variant", variant]);
+            }
+            cmd.args(["--threads", &t.to_string(), "-q", "bench", "--child"])
+                .args(["--windows", &windows.to_string()]);
+            let out = cmd.output().map_err(|e| {
+                Error::Config(format!(
+                    "cannot run {} for variant {variant}: {e}",
+                    exe.display()
+                ))
+            })?;
+            let failed = || {
+                let err = String::from_utf8_lossy(&out.stderr);
+                Error::Config(format!(
+                    "measuring variant {variant} at {t} thread(s) failed: {}",
+                    err.lines().last().unwrap_or("no message")
+                ))
+            };
+            if !out.status.success() {
+                return Err(failed());
+            }
+            rows.push(serde_json::from_slice(&out.stdout).map_err(|_| failed())?);
+        }
+    }
+    Ok(rows)
+}
+
+/// The rows as a table.
+pub fn table(rows: &[Row]) -> String {
+    let mut s = format!(
+        "{:<10} {:<6} {:>7} {:>9} {:>10} {:>10} {:>9}  {}\n",
+        "variant", "arith", "threads", "load ms", "median ms", "p95 ms", "peak MiB", "kernels"
+    );
+    for r in rows {
+        s += &format!(
+            "{:<10} {:<6} {:>7} {:>9.0} {:>10.1} {:>10.1} {:>9.0}  {}\n",
+            r.variant,
+            r.arithmetic,
+            r.threads,
+            r.load_ms,
+            r.median_ms,
+            r.p95_ms,
+            r.peak_rss as f64 / (1 << 20) as f64,
+            r.kernels.join(" ")
+        );
+    }
+    s
+}
