@@ -7,9 +7,20 @@
 #   2. that it replays a real clip under qemu (emulating a Pi 4 and a Pi 5 CPU)
 #      with the tiny test model and agrees with the x86_64 build window by
 #      window: same top genre everywhere and probabilities within 1e-3;
-#   3. the same for the shipped default model (ResNet-152, FP16 weights
-#      widened at load) on one 3-s window, Pi 4 CPU only: emulated, one
-#      window takes about a minute.
+#   3. the shipped default model, as `--variant auto` picks it on each Pi CPU
+#      (INT8 when the manifest has it), on three non-overlapping windows of the
+#      same clip: same agreement with x86_64, and the matrix-product kernels
+#      tract chose (`info`): SMLAL int8 on the Pi 4, SDOT on the Pi 5.
+#   4. with FP16_EVAL=DIR (a GTZAN-layout folder, e.g. held-out clips): the
+#      default model's fp16 variant on the Pi 5 CPU against its fp32 variant
+#      on x86_64, `genrepi eval` on every window of DIR: both accuracies and
+#      how often they agree (slow under emulation: about 10 s a window).
+#
+# qemu-user shows the host's /proc/cpuinfo, where tract-linalg looks for the
+# FP16 feature (asimdhp) and the CPU part; as root each emulated run gets the
+# Pi's own (cross/cpuinfo-*) bind-mounted in a private mount namespace, so
+# tract picks the kernels it picks on the Pi. (The int8 dot product is read
+# from the auxiliary vector, which qemu sets per CPU either way.)
 #
 #     bash cross/verify-aarch64.sh [X86_BINARY] [CLIP]
 # X86_BINARY defaults to target/release/genrepi, else target/debug/genrepi
@@ -63,21 +74,34 @@ with wave.open(sys.argv[1], "wb") as w:
 PY
   clip=$work/clip.wav
 fi
-# A 3.1-s excerpt (one window) for the big model.
+# 9.3 s (three non-overlapping windows) for the big model.
 python3 - "$clip" "$work/excerpt.wav" <<'PY'
 import sys, wave
 with wave.open(sys.argv[1]) as r, wave.open(sys.argv[2], "wb") as w:
     w.setparams(r.getparams())
-    w.writeframes(r.readframes(int(r.getframerate() * 3.1)))
+    w.writeframes(r.readframes(int(r.getframerate() * 9.3)))
 PY
+
+# Runs the aarch64 binary under qemu as CPU $1 (see the header).
+as_pi() {
+  local cpu=$1; shift
+  if [ "$(id -u)" = 0 ] && unshare --mount true 2>/dev/null; then
+    unshare --mount sh -c 'mount --bind "$0" /proc/cpuinfo && shift && exec "$@"' \
+      "cross/cpuinfo-$cpu" - qemu-aarch64 -cpu "$cpu" "$arm" "$@"
+  else
+    qemu-aarch64 -cpu "$cpu" "$arm" "$@"
+  fi
+}
+
 # Both Pi CPUs: the Pi 4's Cortex-A72 (NEON only) and the Pi 5's Cortex-A76
 # (FP16 arithmetic, dot product), so tract's kernel choice for each is run.
-for case in "cortex-a72 models/tiny/tiny.toml $clip" "cortex-a76 models/tiny/tiny.toml $clip" \
-            "cortex-a72 models/default.toml $work/excerpt.wav"; do
-  read -r cpu model input <<< "$case"
-  "$x86" --model "$model" replay --json "$input" > "$work/x86.jsonl"
+for case in "cortex-a72 models/tiny/tiny.toml $clip 1" "cortex-a76 models/tiny/tiny.toml $clip 1" \
+            "cortex-a72 models/default.toml $work/excerpt.wav 3.0883" \
+            "cortex-a76 models/default.toml $work/excerpt.wav 3.0883"; do
+  read -r cpu model input hop <<< "$case"
+  "$x86" --model "$model" replay --json --hop "$hop" "$input" > "$work/x86.jsonl"
   start=$(date +%s)
-  qemu-aarch64 -cpu $cpu "$arm" --model "$model" replay --json "$input" > "$work/arm.jsonl" 2> "$work/arm.err" \
+  as_pi "$cpu" --model "$model" replay --json --hop "$hop" "$input" > "$work/arm.jsonl" 2> "$work/arm.err" \
     || { cat "$work/arm.err"; exit 1; }
   echo "verify: aarch64 ($cpu, $model) replay under qemu took $(( $(date +%s) - start )) s"
   python3 - "$work/x86.jsonl" "$work/arm.jsonl" "$cpu, $model" <<'PY'
@@ -93,5 +117,37 @@ print(f"verify: x86_64 vs aarch64 ({sys.argv[3]}) replay: {len(windows)} windows
 if worst > 1e-3 or not same_top:
     sys.exit("verify: FAIL: aarch64 and x86_64 disagree")
 PY
+  if [ "$model" = models/default.toml ]; then
+    as_pi "$cpu" --model "$model" info > "$work/info.txt" 2>&1 || { cat "$work/info.txt"; exit 1; }
+    variant=$(sed -n 's/^variant: *//p' "$work/info.txt")
+    kernels=$(sed -n 's/^kernels: *//p' "$work/info.txt")
+    echo "verify: $cpu default model: variant $variant"
+    echo "verify: $cpu kernels: $kernels"
+    case "$cpu:$variant" in
+      cortex-a72:int8*) grep -q 'arm64simd_mmm_i32_8x8$\|arm64simd_mmm_i32_8x8 ' <<< "$kernels " \
+          || { echo "verify: FAIL: no SMLAL int8 kernel on the Pi 4 CPU"; exit 1; } ;;
+      cortex-a76:int8*) grep -q 'mmm_i32_8x8_dot' <<< "$kernels" \
+          || { echo "verify: FAIL: no SDOT int8 kernel on the Pi 5 CPU"; exit 1; } ;;
+    esac
+  fi
 done
+
+if [ -n "${FP16_EVAL:-}" ]; then
+  start=$(date +%s)
+  "$x86" --model models/default.toml --variant fp32 eval --jobs 1 "$FP16_EVAL" --report "$work/fp32.json" > /dev/null
+  as_pi cortex-a76 --model models/default.toml --variant fp16 eval --jobs 1 "$FP16_EVAL" \
+    --report "$work/fp16.json" > /dev/null
+  as_pi cortex-a76 --model models/default.toml --variant fp16 info | grep '^kernels'
+  python3 - "$work/fp32.json" "$work/fp16.json" "$(( $(date +%s) - start ))" <<'PY'
+import json, sys
+a, b = (json.load(open(p)) for p in sys.argv[1:3])
+top = lambda r: [max(range(len(p)), key=p.__getitem__) for c in r["clips"] for p in c["window_probs"]]
+ta, tb = top(a), top(b)
+agree = sum(x == y for x, y in zip(ta, tb)) / len(ta)
+print(f"verify: fp16 variant (Pi 5 CPU, qemu) against fp32 (x86_64) on {len(ta)} windows: "
+      f"window accuracy {100 * b['window_accuracy']:.1f}% against {100 * a['window_accuracy']:.1f}%, "
+      f"clip accuracy {100 * b['clip_accuracy']:.1f}% against {100 * a['clip_accuracy']:.1f}%, "
+      f"same genre in {100 * agree:.1f}% of windows ({sys.argv[3]} s)")
+PY
+fi
 echo "verify: ok"

@@ -321,8 +321,10 @@ def input_shape(input: str):
 
 
 def write_manifest(onnx_path: Path, name: str, labels, input: str, provenance: dict,
-                   manifest: Path = None):
-    """A genrepi manifest for `onnx_path` (beside it unless `manifest`)."""
+                   manifest: Path = None, variants=()):
+    """A genrepi manifest for `onnx_path` (beside it unless `manifest`).
+    `variants`: (name, file, arithmetic, accuracy) for its [[variant]]
+    tables; `onnx_path` must be one of the files."""
     manifest = manifest or onnx_path.with_suffix(".toml")
     digest = hashlib.sha256(onnx_path.read_bytes()).hexdigest()
     base = FEATURES_MANIFEST.read_text()
@@ -330,6 +332,15 @@ def write_manifest(onnx_path: Path, name: str, labels, input: str, provenance: d
     prov = "\n".join(f"{k} = {json.dumps(v, ensure_ascii=False)}"
                      for k, v in provenance.items())
     model = os.path.relpath(onnx_path, manifest.parent)
+    tables = "".join(
+        f"""
+[[variant]]
+name = "{vname}"
+model = "{os.path.relpath(vfile, manifest.parent)}"
+sha256 = "{hashlib.sha256(vfile.read_bytes()).hexdigest()}"
+arithmetic = "{arith}"
+accuracy = {json.dumps(acc, ensure_ascii=False)}
+""" for vname, vfile, arith, acc in variants)
     manifest.write_text(f"""# Made by models/pipeline.py
 name = "{name}"
 model = "{model}"
@@ -346,6 +357,7 @@ std = 20.0
 
 {features}
 
+{tables}
 [provenance]
 {prov}
 """)
@@ -884,24 +896,40 @@ def report_only(args, report_path):
 
 
 # ---------------------------------------------------------------- ship
-SHIP_VARIANT = FP16W
+SHIP_VARIANT = STATIC_QAT  # the default: INT8 on tract's integer kernels
+SHIP_ALSO = FP16W  # FP32 arithmetic (and FP16 derived at load) from the same weights
 
 
 def ship(rows, provenance, folds, k, name, labels, out):
-    """Copies the chosen variant into models/ and points models/default.toml
-    at it, with its held-out and cross-validated accuracy in the provenance."""
-    row = next(r for r in rows if r["variant"] == SHIP_VARIANT)
-    src = out / row["file"]
-    dst = ROOT / "models" / f"{name}.fp16w.onnx"
-    shutil.copyfile(src, dst)
-    metrics = (f"held-out fold 0 (tract): clip accuracy {100 * row['tract_clip_acc']:.1f}%, "
-               f"window accuracy {100 * row['tract_window_acc']:.1f}%; " + cv_metrics(folds, k))
-    write_manifest(dst, name, labels, "1x128x130",
+    """Copies the INT8 model and the FP16-on-disk FP32 model into models/
+    and writes models/default.toml: the INT8 file as the default, with
+    variants int8, fp32 and fp16 (derived at load from the FP16-on-disk
+    file on CPUs with FP16 arithmetic), each with its held-out accuracy,
+    and the cross-validated accuracy in the provenance."""
+    by = {r["variant"]: r for r in rows}
+    acc = lambda r, engine="tract": (
+        f"held-out fold 0 ({engine}): clip {100 * r[engine + '_clip_acc']:.1f}%, "
+        f"window {100 * r[engine + '_window_acc']:.1f}%")
+    int8, fp = by[SHIP_VARIANT], by[SHIP_ALSO]
+    files = {}
+    for tag, row in [("int8", int8), ("fp16w", fp)]:
+        files[tag] = ROOT / "models" / f"{name}.{tag}.onnx"
+        shutil.copyfile(out / row["file"], files[tag])
+    fp16 = by.get(FP16, {})
+    fp16_acc = ("computed in FP16 from the fp32 variant's weights at load; "
+                + (acc(fp16, "ort") if fp16.get("ort_clip_acc") is not None else "not evaluated")
+                + "; checked on the Pi 5's CPU by cross/verify-aarch64.sh")
+    metrics = (acc(int8) + " (INT8); " + cv_metrics(folds, k) + " (FP32 recipe)")
+    write_manifest(files["int8"], name, labels, "1x128x130",
                    dict(provenance, variant=SHIP_VARIANT, metrics=metrics,
                         report="models/REPORT.md"),
-                   manifest=ROOT / "models/default.toml")
-    log(f"shipped {dst.name} as models/default.toml ({metrics})")
-    return {"file": dst.name, "metrics": metrics}
+                   manifest=ROOT / "models/default.toml",
+                   variants=[("int8", files["int8"], "int8", acc(int8)),
+                             ("fp32", files["fp16w"], "fp32", acc(fp)),
+                             ("fp16", files["fp16w"], "fp16", fp16_acc)])
+    log(f"shipped {files['int8'].name} (default) and {files['fp16w'].name} as "
+        f"models/default.toml ({metrics})")
+    return {"file": files["int8"].name, "metrics": metrics}
 
 
 # ---------------------------------------------------------------- report

@@ -188,9 +188,19 @@ pub fn run_children(
     windows: usize,
 ) -> Result<Vec<Row>> {
     let mut rows = Vec::new();
+    // An emulated build (qemu-user without binfmt) cannot start itself: the
+    // children then go through $GENREPI_BENCH_WRAPPER (e.g. qemu-aarch64).
+    let wrapper = std::env::var_os("GENREPI_BENCH_WRAPPER").filter(|w| !w.is_empty());
     for variant in variants {
         for &t in threads {
-            let mut cmd = std::process::Command::new(exe);
+            let mut cmd = match &wrapper {
+                Some(w) => {
+                    let mut c = std::process::Command::new(w);
+                    c.arg(exe);
+                    c
+                }
+                None => std::process::Command::new(exe),
+            };
             cmd.arg("--model").arg(manifest_path);
             if variant != "model" {
                 cmd.args(["--variant", variant]);

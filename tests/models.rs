@@ -173,3 +173,115 @@ fn int8_qoperator_model_runs_on_integer_ops_like_its_qdq_twin() {
         "all probabilities alike: {spread:?}"
     );
 }
+
+/// A manifest with variants: `--variant auto` picks INT8 where the CPU has
+/// int8 kernels (x86_64 with AVX2, any aarch64) and says why, `--variant`
+/// forces one and names the others when asked for one that is not there,
+/// and once `bench` has measured them on this CPU, `auto` follows the
+/// measurements (here doctored so the FP32 variant is the faster).
+#[test]
+fn variants_are_chosen_per_cpu_then_by_bench_measurements() {
+    let dir = temp_dir("variants");
+    let made = Command::new(python())
+        .arg(repo("models/tools/make_tiny_model.py"))
+        .arg("--qop")
+        .arg(&dir)
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !made {
+        return skip_without_python("python3 with onnx (make_tiny_model.py --qop)");
+    }
+    let sha = |f: &str| genrepi::model::sha256_file(&dir.join(f)).unwrap().0;
+    let base = std::fs::read_to_string(dir.join("qop.toml")).unwrap();
+    let manifest = dir.join("variants.toml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "{}\n[[variant]]\nname = \"int8\"\nmodel = \"qop.onnx\"\nsha256 = \"{}\"\n\
+             arithmetic = \"int8\"\naccuracy = \"untrained\"\n\n[[variant]]\nname = \"fp32\"\n\
+             model = \"qdq.onnx\"\nsha256 = \"{}\"\narithmetic = \"fp32\"\n",
+            &base[..base.find("[provenance]").unwrap()],
+            sha("qop.onnx"),
+            sha("qdq.onnx")
+        ),
+    )
+    .unwrap();
+    let cache = dir.join("cache");
+    let run = |args: &[&str]| {
+        let mut cmd = genrepi();
+        if common::needs_qemu() {
+            cmd.env("GENREPI_BENCH_WRAPPER", "qemu-aarch64");
+        }
+        let out = cmd
+            .env("GENREPI_CACHE_DIR", &cache)
+            .arg("--model")
+            .arg(&manifest)
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let variant_line = |stdout: &str| {
+        stdout
+            .lines()
+            .find(|l| l.starts_with("variant:"))
+            .unwrap_or_default()
+            .to_string()
+    };
+
+    let (code, out, err) = run(&["info"]);
+    assert_eq!(code, Some(0), "{err}");
+    let line = variant_line(&out);
+    assert!(
+        line.starts_with("variant:    int8 (int8): static rule"),
+        "{line}"
+    );
+    assert!(
+        out.contains("fp32       fp32  qdq.onnx (native here"),
+        "{out}"
+    );
+
+    let (code, out, _) = run(&["--variant", "fp32", "info"]);
+    assert_eq!(code, Some(0));
+    assert!(
+        variant_line(&out).starts_with("variant:    fp32 (fp32): asked for with --variant"),
+        "{out}"
+    );
+    let (code, _, err) = run(&["--variant", "int4", "info"]);
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains("no variant \"int4\"") && err.contains("int8, fp32"),
+        "{err}"
+    );
+
+    let (code, out, err) = run(&["bench", "--windows", "3"]);
+    assert_eq!(code, Some(0), "{err}");
+    for v in ["int8", "fp32"] {
+        assert!(
+            out.lines().any(|l| l.starts_with(v) && l.contains(" 1 ")),
+            "no {v} row at 1 thread in {out}"
+        );
+    }
+    assert!(out.contains("_i32_"), "no int8 kernel in {out}");
+    let cached: Vec<_> = std::fs::read_dir(&cache).unwrap().flatten().collect();
+    assert_eq!(cached.len(), 1, "one cache file");
+    let path = cached[0].path();
+    let mut m: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    for row in m["rows"].as_array_mut().unwrap() {
+        let fast = row["variant"] == "fp32";
+        row["median_ms"] = (if fast { 1.0 } else { 50.0 }).into();
+    }
+    std::fs::write(&path, serde_json::to_vec(&m).unwrap()).unwrap();
+    let (code, out, _) = run(&["info"]);
+    assert_eq!(code, Some(0));
+    assert!(
+        variant_line(&out).starts_with(
+            "variant:    fp32 (fp32): measured by `genrepi bench` on this CPU: 1.0 ms"
+        ),
+        "{out}"
+    );
+}

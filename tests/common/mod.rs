@@ -139,15 +139,8 @@ pub fn tiny_model() -> PathBuf {
 /// when the binary does not start natively).
 pub fn genrepi() -> std::process::Command {
     use std::process::Command;
-    use std::sync::OnceLock;
-    static NEEDS_QEMU: OnceLock<bool> = OnceLock::new();
     let bin = env!("CARGO_BIN_EXE_genrepi");
-    let needs_qemu = *NEEDS_QEMU.get_or_init(|| {
-        // Under qemu-user a failed exec shows as an error or as exit 127.
-        let native = Command::new(bin).arg("--version").output();
-        cfg!(target_arch = "aarch64")
-            && !matches!(native, Ok(o) if o.status.success() && o.stdout.starts_with(b"genrepi"))
-    });
+    let needs_qemu = needs_qemu();
     let mut cmd = if needs_qemu {
         let mut c = Command::new("qemu-aarch64");
         c.arg(bin);
@@ -158,6 +151,23 @@ pub fn genrepi() -> std::process::Command {
     cmd.env("GENREPI_MODEL", tiny_model())
         .env_remove("RUST_LOG");
     cmd
+}
+
+/// Whether genrepi's binary only starts through `qemu-aarch64` here (a
+/// cross-built test run without binfmt); genrepi's own children
+/// (`bench`) then need `GENREPI_BENCH_WRAPPER=qemu-aarch64` too.
+pub fn needs_qemu() -> bool {
+    use std::process::Command;
+    use std::sync::OnceLock;
+    static NEEDS_QEMU: OnceLock<bool> = OnceLock::new();
+    *NEEDS_QEMU.get_or_init(|| {
+        // Under qemu-user a failed exec shows as an error or as exit 127.
+        let native = Command::new(env!("CARGO_BIN_EXE_genrepi"))
+            .arg("--version")
+            .output();
+        cfg!(target_arch = "aarch64")
+            && !matches!(native, Ok(o) if o.status.success() && o.stdout.starts_with(b"genrepi"))
+    })
 }
 
 /// The ten GTZAN genres, in label order.
