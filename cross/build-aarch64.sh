@@ -3,7 +3,7 @@
 # Debian (bookworm or later) x86_64 machine: installs the cross toolchain,
 # the arm64 ALSA headers and qemu, then builds the release binary.
 #
-#     bash cross/build-aarch64.sh            # -> target/aarch64-unknown-linux-gnu/release/genrepi
+#     bash cross/build-aarch64.sh            # -> target/aarch64-unknown-linux-gnu/dist/genrepi
 #     bash cross/build-aarch64.sh --no-build # set-up only (CI then runs its own cargo commands)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,7 +28,7 @@ fi
 rustup target list --installed | grep -qx "$TARGET" || rustup target add "$TARGET"
 
 [ "${1:-}" = "--no-build" ] && exit 0
-cargo build --release --target "$TARGET"
-bin=${CARGO_TARGET_DIR:-target}/$TARGET/release/genrepi
-aarch64-linux-gnu-strip -o "$bin.stripped" "$bin"
-echo "cross: $bin.stripped ($(stat -c %s "$bin.stripped") bytes, stripped)"
+# The dist profile: release with fat LTO, one codegen unit, stripped.
+cargo build --profile dist --target "$TARGET"
+bin=${CARGO_TARGET_DIR:-target}/$TARGET/dist/genrepi
+echo "cross: $bin ($(stat -c %s "$bin") bytes, stripped)"

@@ -7,10 +7,12 @@
 #   2. that it replays a real clip under qemu (emulating a Pi 4 and a Pi 5 CPU)
 #      with the tiny test model and agrees with the x86_64 build window by
 #      window: same top genre everywhere and probabilities within 1e-3;
-#   3. the shipped default model, as `--variant auto` picks it on each Pi CPU
-#      (INT8 when the manifest has it), on three non-overlapping windows of the
-#      same clip: same agreement with x86_64, and the matrix-product kernels
-#      tract chose (`info`): SMLAL int8 on the Pi 4, SDOT on the Pi 5.
+#   3. the shipped default model (or $VERIFY_MODEL), as `--variant auto`
+#      picks it on each Pi CPU, on three non-overlapping windows of the same
+#      clip: same agreement with x86_64, and the matrix-product kernels tract
+#      chose (`info`): SMLAL int8 on the Pi 4, SDOT on the Pi 5. A manifest
+#      without variants (one FP32 model, slow under emulation) runs one
+#      window on the Pi 4 CPU only.
 #   4. with FP16_EVAL=DIR (a GTZAN-layout folder, e.g. held-out clips): the
 #      default model's fp16 variant on the Pi 5 CPU against its fp32 variant
 #      on x86_64, `genrepi eval` on every window of DIR: both accuracies and
@@ -95,9 +97,25 @@ as_pi() {
 
 # Both Pi CPUs: the Pi 4's Cortex-A72 (NEON only) and the Pi 5's Cortex-A76
 # (FP16 arithmetic, dot product), so tract's kernel choice for each is run.
-for case in "cortex-a72 models/tiny/tiny.toml $clip 1" "cortex-a76 models/tiny/tiny.toml $clip 1" \
-            "cortex-a72 models/default.toml $work/excerpt.wav 3.0883" \
-            "cortex-a76 models/default.toml $work/excerpt.wav 3.0883"; do
+# The big model: $VERIFY_MODEL, default models/default.toml. A manifest
+# with variants (INT8) runs three windows on each CPU; a single FP32 model
+# (about a minute a window under emulation) one window on the Pi 4's.
+big=${VERIFY_MODEL:-models/default.toml}
+cases=("cortex-a72 models/tiny/tiny.toml $clip 1" "cortex-a76 models/tiny/tiny.toml $clip 1")
+if grep -q '^\[\[variant\]\]' "$big"; then
+  cases+=("cortex-a72 $big $work/excerpt.wav 3.0883" "cortex-a76 $big $work/excerpt.wav 3.0883")
+else
+  python3 - "$work/excerpt.wav" <<'PY'
+import sys, wave
+with wave.open(sys.argv[1]) as r:
+    params, frames = r.getparams(), r.readframes(int(r.getframerate() * 3.1))
+with wave.open(sys.argv[1], "wb") as w:
+    w.setparams(params)
+    w.writeframes(frames)
+PY
+  cases+=("cortex-a72 $big $work/excerpt.wav 3.0883")
+fi
+for case in "${cases[@]}"; do
   read -r cpu model input hop <<< "$case"
   "$x86" --model "$model" replay --json --hop "$hop" "$input" > "$work/x86.jsonl"
   start=$(date +%s)
@@ -117,7 +135,7 @@ print(f"verify: x86_64 vs aarch64 ({sys.argv[3]}) replay: {len(windows)} windows
 if worst > 1e-3 or not same_top:
     sys.exit("verify: FAIL: aarch64 and x86_64 disagree")
 PY
-  if [ "$model" = models/default.toml ]; then
+  if [ "$model" = "$big" ] && grep -q '^\[\[variant\]\]' "$big"; then
     as_pi "$cpu" --model "$model" info > "$work/info.txt" 2>&1 || { cat "$work/info.txt"; exit 1; }
     variant=$(sed -n 's/^variant: *//p' "$work/info.txt")
     kernels=$(sed -n 's/^kernels: *//p' "$work/info.txt")
@@ -134,10 +152,10 @@ done
 
 if [ -n "${FP16_EVAL:-}" ]; then
   start=$(date +%s)
-  "$x86" --model models/default.toml --variant fp32 eval --jobs 1 "$FP16_EVAL" --report "$work/fp32.json" > /dev/null
-  as_pi cortex-a76 --model models/default.toml --variant fp16 eval --jobs 1 "$FP16_EVAL" \
+  "$x86" --model "$big" --variant fp32 eval --jobs 1 "$FP16_EVAL" --report "$work/fp32.json" > /dev/null
+  as_pi cortex-a76 --model "$big" --variant fp16 eval --jobs 1 "$FP16_EVAL" \
     --report "$work/fp16.json" > /dev/null
-  as_pi cortex-a76 --model models/default.toml --variant fp16 info | grep '^kernels'
+  as_pi cortex-a76 --model "$big" --variant fp16 info | grep '^kernels'
   python3 - "$work/fp32.json" "$work/fp16.json" "$(( $(date +%s) - start ))" <<'PY'
 import json, sys
 a, b = (json.load(open(p)) for p in sys.argv[1:3])

@@ -384,10 +384,27 @@ fn bench(common: &Common, windows: usize, json: bool) -> anyhow::Result<()> {
     check_windows(windows)?;
     let manifest_path = model::locate(common.model.as_deref())?;
     let manifest = model::Manifest::read(&manifest_path)?;
+    let platform = genrepi::platform::Platform::detect();
+    // Variants this CPU does not run natively (FP16 on x86: ~250x slower)
+    // are only measured when named.
     let variants: Vec<String> = match &common.variant {
         model::Choice::Named(name) => vec![name.clone()],
         model::Choice::Auto if manifest.variants.is_empty() => vec!["model".into()],
-        model::Choice::Auto => manifest.variants.iter().map(|v| v.name.clone()).collect(),
+        model::Choice::Auto => manifest
+            .variants
+            .iter()
+            .filter(|v| match model::variant::native(v.arithmetic, &platform) {
+                Ok(_) => true,
+                Err(why) => {
+                    eprintln!(
+                        "bench: skipping variant {} ({why}; --variant {} measures it)",
+                        v.name, v.name
+                    );
+                    false
+                }
+            })
+            .map(|v| v.name.clone())
+            .collect(),
     };
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut threads = vec![1];
@@ -403,7 +420,6 @@ fn bench(common: &Common, windows: usize, json: bool) -> anyhow::Result<()> {
     } else {
         print!("{}", genrepi::bench::table(&rows));
     }
-    let platform = genrepi::platform::Platform::detect();
     if !manifest.variants.is_empty() && matches!(common.variant, model::Choice::Auto) {
         let path = genrepi::bench::Measurements::save(&manifest, &platform, rows)?;
         log::info!(

@@ -161,7 +161,9 @@ impl EvalOp for Im2Col {
                 if let Some(pf) = geometry.out_format.downcast_ref::<PackedFormat>() {
                     (pf.single_panel_len(geometry.k), pf.alignment(), false)
                 } else if let Some(p4) = geometry.out_format.downcast_ref::<PackedI8K4>() {
-                    (p4.single_panel_len(geometry.k), p4.alignment(), true)
+                    // genrepi patch: repack_k4 writes every byte, padding
+                    // lanes included, so the buffer needs no zeroing.
+                    (p4.single_panel_len(geometry.k), p4.alignment(), false)
                 } else {
                     bail!("Im2Col: unsupported packing format {:?}", geometry.out_format)
                 };
@@ -277,12 +279,78 @@ impl<T: Copy + std::fmt::Debug> PackingWriter<T> for RowWriter<T> {
     }
 }
 
-/// `rows` (`[k][n]`, row-major) into PackedI8K4 panels at `out` (zeroed
-/// beforehand): element (kk, m) of panel p lands at
-/// `p * panel_len + (kk / 4) * r * 4 + (m % r) * 4 + kk % 4`.
+/// The 2D patch as `[k][n]` rows (k = channel-major, then kernel position;
+/// n = output position), with the arithmetic of `Patcher::padded_2d` but
+/// whole-row fills and copies instead of one writer call per element.
+///
+/// Safety: `input` holds the geometry's input, `rows` is `k * n` long.
+unsafe fn rows_2d<T: Copy + Datum>(
+    geometry: &ConcreteGeometry,
+    input: &TensorView,
+    g: usize,
+    pad: T,
+    rows: &mut [T],
+) {
+    unsafe {
+        let shape = &geometry.input_shape_with_n;
+        let y_stride = geometry.pool.patch.spec.strides[0] as isize;
+        let x_stride = geometry.pool.patch.spec.strides[1] as isize;
+        let y_stride_ptr = y_stride * *shape.h_stride() as isize;
+        let x_stride_ptr = x_stride * *shape.w_stride() as isize;
+        let c_stride_ptr = *shape.c_stride() as isize;
+        let input_height = shape.hw_dims()[0] as isize;
+        let input_width = shape.hw_dims()[1] as isize;
+        let kernel_len = geometry.pool.patch.standard_layout_data_field.len();
+        let iptr = input.as_ptr_unchecked::<T>();
+        let iptr = iptr.add(g * geometry.ci_per_group * shape.c_stride());
+        let output_height = geometry.pool.patch.output_shape[0];
+        let output_width = geometry.pool.patch.output_shape[1];
+        let n = output_height * output_width;
+        for ci in 0..geometry.ci_per_group {
+            let iptr = iptr.offset(ci as isize * c_stride_ptr);
+            for kitem in 0..kernel_len {
+                let dy = geometry.pool.patch.data_field[[kitem, 0]];
+                let dx = geometry.pool.patch.data_field[[kitem, 1]];
+                let x0 = Integer::div_ceil(&-dx, &x_stride).max(0).min(output_width as isize)
+                    as usize;
+                let x1 = Integer::div_ceil(&(input_width - dx), &x_stride)
+                    .max(0)
+                    .min(output_width as isize) as usize;
+                let iptr = iptr.offset(geometry.pool.patch.standard_layout_data_field[kitem]);
+                let row = &mut rows[(ci * kernel_len + kitem) * n..][..n];
+                for (yo, out) in row.chunks_exact_mut(output_width).enumerate() {
+                    let y = yo as isize * y_stride + dy;
+                    if y < 0 || y >= input_height || x0 >= x1 {
+                        out.fill(pad);
+                        continue;
+                    }
+                    out[..x0].fill(pad);
+                    out[x1..].fill(pad);
+                    let src = iptr.offset(yo as isize * y_stride_ptr);
+                    if x_stride_ptr == 1 {
+                        out[x0..x1].copy_from_slice(std::slice::from_raw_parts(
+                            src.offset(x0 as isize),
+                            x1 - x0,
+                        ));
+                    } else {
+                        for (x, o) in out[x0..x1].iter_mut().enumerate() {
+                            *o = *src.offset((x0 + x) as isize * x_stride_ptr);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `rows` (`[k][n]`, row-major) into PackedI8K4 panels at `out`: element
+/// (kk, m) of panel p lands at `p * panel_len + (kk / 4) * r * 4 + (m % r) * 4
+/// + kk % 4`; the padding lanes (kk >= k, m >= n) are written as zeros, so
+/// `out` needs no zeroing. One-byte types go through a u32 gather of four
+/// rows (vectorised), others element by element.
 ///
 /// Safety: `out` holds `n.divceil(r) * panel_len` elements.
-unsafe fn repack_k4<T: Copy>(
+unsafe fn repack_k4<T: Copy + num_traits::Zero>(
     rows: &[T],
     k: usize,
     n: usize,
@@ -296,18 +364,36 @@ unsafe fn repack_k4<T: Copy>(
         let width = r.min(n - m0);
         let panel = unsafe { std::slice::from_raw_parts_mut(out.add(p * panel_len), panel_len) };
         for kb in 0..k.divceil(4) {
-            let dst = &mut panel[kb * r * 4..][..width * 4];
+            let dst = &mut panel[kb * r * 4..][..r * 4];
+            dst[width * 4..].fill(T::zero());
+            let dst = &mut dst[..width * 4];
             if kb < kb_full {
                 let base = kb * 4 * n + m0;
-                let (r0, r1) = (&rows[base..][..width], &rows[base + n..][..width]);
-                let (r2, r3) = (&rows[base + 2 * n..][..width], &rows[base + 3 * n..][..width]);
-                for (m, d) in dst.chunks_exact_mut(4).enumerate() {
-                    d[0] = r0[m];
-                    d[1] = r1[m];
-                    d[2] = r2[m];
-                    d[3] = r3[m];
+                if std::mem::size_of::<T>() == 1 {
+                    // SAFETY: T is one byte wide, plain data.
+                    let (rows, dst) = unsafe {
+                        (
+                            std::slice::from_raw_parts(rows.as_ptr() as *const u8, rows.len()),
+                            std::slice::from_raw_parts_mut(dst.as_mut_ptr() as *mut u8, dst.len()),
+                        )
+                    };
+                    interleave4_u8(
+                        &rows[base..][..width],
+                        &rows[base + n..][..width],
+                        &rows[base + 2 * n..][..width],
+                        &rows[base + 3 * n..][..width],
+                        dst,
+                    );
+                } else {
+                    for (m, d) in dst.chunks_exact_mut(4).enumerate() {
+                        d[0] = rows[base + m];
+                        d[1] = rows[base + n + m];
+                        d[2] = rows[base + 2 * n + m];
+                        d[3] = rows[base + 3 * n + m];
+                    }
                 }
             } else {
+                dst.fill(T::zero());
                 for kr in 0..k - kb * 4 {
                     let row = &rows[(kb * 4 + kr) * n + m0..][..width];
                     for m in 0..width {
@@ -316,6 +402,15 @@ unsafe fn repack_k4<T: Copy>(
                 }
             }
         }
+    }
+}
+
+/// `dst[4m + i] = ri[m]`: four byte rows interleaved, as little-endian u32s.
+#[inline]
+fn interleave4_u8(r0: &[u8], r1: &[u8], r2: &[u8], r3: &[u8], dst: &mut [u8]) {
+    for (m, d) in dst.chunks_exact_mut(4).enumerate() {
+        let word = r0[m] as u32 | (r1[m] as u32) << 8 | (r2[m] as u32) << 16 | (r3[m] as u32) << 24;
+        d.copy_from_slice(&word.to_le_bytes());
     }
 }
 
@@ -350,8 +445,20 @@ impl Patcher {
             // four k-rows at a time into the K=4-inner panels. Feeding
             // KOut4Writer element by element cost ~1.4 ns per byte (rows
             // shorter than a panel boundary take its per-element path).
-            let mut rows = RowWriter { buf: vec![T::zero(); geo.k * geo.n], at: 0 };
-            self.run::<T, _>(geo, input, g, pad_value, &mut rows)?;
+            // Every element is written below (rows_2d fills or copies each
+            // one; the generic patchers write k·n values in order).
+            let mut buf = Vec::with_capacity(geo.k * geo.n);
+            unsafe { buf.set_len(geo.k * geo.n) };
+            let mut rows = RowWriter { buf, at: 0 };
+            if matches!(self, Patcher::Valid2d | Patcher::Padded2d) {
+                let pad = match pad_value {
+                    Some(p) => unsafe { *p.to_scalar_unchecked::<T>() },
+                    None => T::zero(),
+                };
+                unsafe { rows_2d(geo, input, g, pad, &mut rows.buf) };
+            } else {
+                self.run::<T, _>(geo, input, g, pad_value, &mut rows)?;
+            }
             unsafe { repack_k4(&rows.buf, geo.k, geo.n, p4.r, p4.single_panel_len(geo.k), ptr) };
             Ok(())
         } else {
