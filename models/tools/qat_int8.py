@@ -66,6 +66,12 @@ FORMATS = {
     "qdq-per-channel": {"qoperator": False, "per_channel": True, "op_types": None},
 }
 DEFAULT_FORMAT = "qop-per-tensor"
+FORMAT_WORDS = {
+    "qop-per-tensor": "QOperator format with per-tensor weights that tract runs on integer "
+                      "kernels (convolutions, residual additions and pooling in int8, the "
+                      "final Gemm in float)",
+    "qdq-per-channel": "QDQ format with per-channel weights",
+}
 
 
 def widened(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -350,13 +356,14 @@ def section(result) -> list:
          f"Written by `{result['command']}` ({result['minutes']:.0f} min). The model "
          f"`{result['model']}` fine-tuned for {len(h) - 1} epoch(s) on fold 0's {result['fit']} "
          "training clips with int8 rounding simulated where and as onnxruntime's static "
-         "quantizer applies it (per-tensor activations, ranges recomputed from the "
-         "calibration windows as training goes; per-channel weights), learning to give FP32's "
+         "quantizer applies it in the " + FORMAT_WORDS[result.get("format", "qdq-per-channel")]
+         + " (per-tensor activations, ranges recomputed from the calibration windows as "
+         "training goes), learning to give FP32's "
          f"outputs (distillation, lr {result['lr']}). Kept: the epoch whose simulated INT8 "
          f"picks FP32's genre most often on the {result['val']} validation clips (epoch "
          f"{best['epoch']}: {pct(best['val_agreement'])}, against "
          f"{pct(h[0]['val_agreement'])} unchanged; epoch 0 is the model unchanged). Then "
-         "quantized with the static INT8 settings above and evaluated on the same "
+         "quantized in that format and evaluated on the same "
          f"{result['held_out']} held-out clips:", "",
          "| model | MB on disk | window acc tract | clip acc tract | window acc ORT "
          "| clip acc ORT | tract ≡ ORT argmax | vs FP32 in tract (window, clip) | tract ms "
