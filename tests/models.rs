@@ -9,6 +9,23 @@ use serde_json::Value;
 
 use common::{genrepi, python, repo, skip_without_python, temp_dir};
 
+/// A fresh folder with the test models `make_tiny_model.py FLAG` writes;
+/// `None` (the test skipped, with a message) without python3 and onnx.
+fn tiny_models(flag: &str, tag: &str) -> Option<std::path::PathBuf> {
+    let dir = temp_dir(tag);
+    let made = Command::new(python())
+        .arg(repo("models/tools/make_tiny_model.py"))
+        .arg(flag)
+        .arg(&dir)
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !made {
+        skip_without_python(&format!("python3 with onnx (make_tiny_model.py {flag})"));
+        return None;
+    }
+    Some(dir)
+}
+
 /// Probabilities of each window that `replay --json` prints.
 fn replay_probs(manifest: &Path, clip: &Path) -> Vec<Vec<f64>> {
     let out = genrepi()
@@ -65,16 +82,9 @@ fn info(manifest: &Path) -> (String, String) {
 /// per window (the live tensors are those of the FP32 model).
 #[test]
 fn fp16_weights_are_widened_to_fp32_at_load() {
-    let dir = temp_dir("fp16-weights");
-    let made = Command::new(python())
-        .arg(repo("models/tools/make_tiny_model.py"))
-        .arg("--wide")
-        .arg(&dir)
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !made {
-        return skip_without_python("python3 with onnx (make_tiny_model.py --wide)");
-    }
+    let Some(dir) = tiny_models("--wide", "fp16-weights") else {
+        return;
+    };
     let (fp32, fp16) = (dir.join("wide.toml"), dir.join("wide-fp16.toml"));
     let size = |m: &str| std::fs::metadata(dir.join(m)).unwrap().len();
     assert!(
@@ -116,16 +126,9 @@ fn fp16_weights_are_widened_to_fp32_at_load() {
 /// runs without any of genrepi's operators.
 #[test]
 fn int8_qoperator_model_runs_on_integer_ops_like_its_qdq_twin() {
-    let dir = temp_dir("int8-qop");
-    let made = Command::new(python())
-        .arg(repo("models/tools/make_tiny_model.py"))
-        .arg("--qop")
-        .arg(&dir)
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !made {
-        return skip_without_python("python3 with onnx (make_tiny_model.py --qop)");
-    }
+    let Some(dir) = tiny_models("--qop", "int8-qop") else {
+        return;
+    };
     let (qop, qdq) = (dir.join("qop.toml"), dir.join("qdq.toml"));
     let plan = |manifest: &Path| {
         let out = genrepi()
@@ -181,16 +184,9 @@ fn int8_qoperator_model_runs_on_integer_ops_like_its_qdq_twin() {
 /// measurements (here doctored so the FP32 variant is the faster).
 #[test]
 fn variants_are_chosen_per_cpu_then_by_bench_measurements() {
-    let dir = temp_dir("variants");
-    let made = Command::new(python())
-        .arg(repo("models/tools/make_tiny_model.py"))
-        .arg("--qop")
-        .arg(&dir)
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !made {
-        return skip_without_python("python3 with onnx (make_tiny_model.py --qop)");
-    }
+    let Some(dir) = tiny_models("--qop", "variants") else {
+        return;
+    };
     let sha = |f: &str| genrepi::model::sha256_file(&dir.join(f)).unwrap().0;
     let base = std::fs::read_to_string(dir.join("qop.toml")).unwrap();
     let manifest = dir.join("variants.toml");
