@@ -86,15 +86,19 @@ pub fn scan(dir: &Path, labels: &[String]) -> Result<Vec<Clip>> {
 }
 
 /// Runs `work` over `items` on `jobs` threads, each with its own state from
-/// `init`; results come back in `items`' order.
+/// `init`; results come back in `items`' order. A panic while working on
+/// one item is that item's [`Error::Panic`] (named by `name`); the worker
+/// rebuilds its state and goes on with the rest.
 pub fn parallel_map<I: Sync, S, T: Send>(
     items: &[I],
     jobs: usize,
+    name: impl Fn(&I) -> String + Sync,
     init: impl Fn() -> Result<S> + Sync,
-    work: impl Fn(&mut S, usize, &I) -> T + Sync,
-) -> Result<Vec<T>> {
+    work: impl Fn(&mut S, usize, &I) -> Result<T> + Sync,
+) -> Result<Vec<Result<T>>> {
     let next = AtomicUsize::new(0);
-    let results: Mutex<Vec<Option<T>>> = Mutex::new((0..items.len()).map(|_| None).collect());
+    let results: Mutex<Vec<Option<Result<T>>>> =
+        Mutex::new((0..items.len()).map(|_| None).collect());
     std::thread::scope(|scope| {
         let workers: Vec<_> = (0..jobs.clamp(1, items.len().max(1)))
             .map(|_| {
@@ -105,7 +109,11 @@ pub fn parallel_map<I: Sync, S, T: Send>(
                         let Some(item) = items.get(i) else {
                             return Ok(());
                         };
-                        let out = work(&mut state, i, item);
+                        let out = crate::error::contain(&name(item), || work(&mut state, i, item));
+                        if matches!(out, Err(Error::Panic { .. })) {
+                            // The worker's state may be half-updated: start afresh.
+                            state = init()?;
+                        }
                         if let Ok(mut r) = results.lock() {
                             r[i] = Some(out);
                         }
@@ -116,8 +124,12 @@ pub fn parallel_map<I: Sync, S, T: Send>(
         workers
             .into_iter()
             .map(|w| {
-                w.join()
-                    .unwrap_or_else(|_| Err(Error::Inference("worker panicked".into())))
+                w.join().unwrap_or_else(|_| {
+                    Err(Error::Panic {
+                        what: "a worker".into(),
+                        detail: "panicked outside any one file".into(),
+                    })
+                })
             })
             .collect::<Result<Vec<()>>>()
     })?;
@@ -165,12 +177,19 @@ pub fn export_features(
     hop_frames: usize,
     jobs: usize,
 ) -> Result<FeaturesOutcome> {
+    if out.extension().is_none_or(|e| e != "npz") {
+        return Err(Error::Write {
+            path: out.to_path_buf(),
+            detail: "the output must end in .npz (its .json sidecar goes beside it)".into(),
+        });
+    }
     let clips = scan(dir, model.labels())?;
     let input_len = model.input_len();
     let cfg = model.manifest().features.clone();
     let per_clip = parallel_map(
         &clips,
         jobs,
+        |clip| clip.path.display().to_string(),
         || Ok((Frontend::new(&cfg, hop_frames)?, Vec::new())),
         |(frontend, scratch), _, clip| -> Result<(Vec<f32>, Vec<f32>)> {
             let mut source = FileSource::open(&clip.path)?;
@@ -220,20 +239,27 @@ pub fn export_features(
         detail,
     };
     let xs = ArrayView4::from_shape((n, c, h, w), &x).map_err(|e| write_err(e.to_string()))?;
-    let file = std::fs::File::create(out).map_err(|e| write_err(e.to_string()))?;
-    let mut npz = NpzWriter::new(file);
-    let npz_err = |name: &str, e: ndarray_npy::WriteNpzError| write_err(format!("{name}: {e}"));
-    npz.add_array("x", &xs).map_err(|e| npz_err("x", e))?;
-    npz.add_array("y", &Array1::from(y))
-        .map_err(|e| npz_err("y", e))?;
-    npz.add_array("clip", &Array1::from(clip_ix))
-        .map_err(|e| npz_err("clip", e))?;
-    npz.add_array("start_s", &Array1::from(start_s))
-        .map_err(|e| npz_err("start_s", e))?;
-    npz.finish().map_err(|e| write_err(e.to_string()))?;
+    let npz_err =
+        |name: &str, e: ndarray_npy::WriteNpzError| std::io::Error::other(format!("{name}: {e}"));
+    // The arrays, then the small sidecar, each to a temporary file renamed
+    // when complete: a kill or a full disk never leaves a half-written
+    // output where a good one was.
+    crate::output::write_atomically_with(out, |file| {
+        let mut npz = NpzWriter::new(std::io::BufWriter::new(file));
+        npz.add_array("x", &xs).map_err(|e| npz_err("x", e))?;
+        npz.add_array("y", &Array1::from(y))
+            .map_err(|e| npz_err("y", e))?;
+        npz.add_array("clip", &Array1::from(clip_ix))
+            .map_err(|e| npz_err("clip", e))?;
+        npz.add_array("start_s", &Array1::from(start_s))
+            .map_err(|e| npz_err("start_s", e))?;
+        let mut buffered = npz.finish().map_err(|e| npz_err("finish", e))?;
+        std::io::Write::flush(&mut buffered)
+    })
+    .map_err(|e| write_err(e.to_string()))?;
     let meta_path = out.with_extension("json");
     let json = serde_json::to_string_pretty(&meta).map_err(|e| write_err(e.to_string()))?;
-    std::fs::write(&meta_path, json).map_err(|e| Error::Write {
+    crate::output::write_atomically(&meta_path, json.as_bytes()).map_err(|e| Error::Write {
         path: meta_path.clone(),
         detail: e.to_string(),
     })?;

@@ -59,6 +59,15 @@ pub enum Error {
         /// Frames actually decoded.
         decoded: u64,
     },
+    /// The file ends inside a packet or page (no length declared, or the
+    /// declared length was met).
+    #[error("{what}: truncated: the file ends inside a packet, {seconds:.3} s in")]
+    CutOff {
+        /// File.
+        what: String,
+        /// Audio decoded before the cut.
+        seconds: f64,
+    },
     /// The source produced no samples at all.
     #[error("{what}: no audio samples")]
     Empty {
@@ -103,6 +112,85 @@ pub enum Error {
     /// A parameter is out of range.
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// Code working on one input panicked (a bug, most likely in a
+    /// decoder); contained by [`contain`] so it costs only that input.
+    #[error("{what}: internal error while processing it: {detail}")]
+    Panic {
+        /// The file or stream being processed.
+        what: String,
+        /// The panic's message and place.
+        detail: String,
+    },
+    /// A thread could not be started.
+    #[error("cannot start the {what} thread: {cause}")]
+    Spawn {
+        /// Which thread.
+        what: &'static str,
+        /// The operating system's reason.
+        cause: std::io::Error,
+    },
+    /// The status server could not start or stopped.
+    #[error("status server {addr}: {detail}")]
+    StatusServer {
+        /// Its address.
+        addr: String,
+        /// What went wrong.
+        detail: String,
+    },
+}
+
+thread_local! {
+    /// Set while [`contain`] runs: the panic hook then records the message
+    /// here instead of printing it.
+    static CONTAINED: std::cell::RefCell<Option<Option<String>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Installs the process's panic hook: a panic inside [`contain`] is
+/// recorded for its error; any other panic is printed as Rust normally does.
+pub fn install_panic_hook() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let recorded = CONTAINED.with(|c| {
+            let mut c = c.borrow_mut();
+            match c.as_mut() {
+                Some(slot) => {
+                    let msg = info
+                        .payload()
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| info.payload().downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "panic".into());
+                    let place = info
+                        .location()
+                        .map(|l| format!(" at {}:{}", l.file(), l.line()))
+                        .unwrap_or_default();
+                    *slot = Some(format!("{msg}{place}"));
+                    true
+                }
+                None => false,
+            }
+        });
+        if !recorded {
+            default(info);
+        }
+    }));
+}
+
+/// Runs `work` for the input `what`; a panic inside it becomes
+/// [`Error::Panic`] for that input, so one bad file costs only itself.
+/// State that `work` touched mutably must be rebuilt by the caller after
+/// such an error.
+pub fn contain<T>(what: &str, work: impl FnOnce() -> Result<T>) -> Result<T> {
+    let outer = CONTAINED.with(|c| c.borrow_mut().replace(None));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work));
+    let message = CONTAINED.with(|c| std::mem::replace(&mut *c.borrow_mut(), outer));
+    result.unwrap_or_else(|_| {
+        Err(Error::Panic {
+            what: what.to_string(),
+            detail: message.flatten().unwrap_or_else(|| "panic".into()),
+        })
+    })
 }
 
 /// The library's result type.

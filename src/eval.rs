@@ -114,6 +114,7 @@ pub fn evaluate(model: &Arc<Model>, dir: &Path, hop_frames: usize, jobs: usize) 
     let outcomes = parallel_map(
         &clips,
         jobs,
+        |clip| clip.path.display().to_string(),
         || Ok((Frontend::new(&cfg, hop_frames)?, model.classifier()?)),
         |(frontend, classifier), _, clip: &Clip| -> Result<ClipOutcome> {
             let mut source = FileSource::open(&clip.path)?;
@@ -250,7 +251,7 @@ impl Report {
         let _ = writeln!(
             s,
             "data:    {} ({evaluated} clips, {windows} windows)",
-            self.data
+            crate::output::escape_control(&self.data)
         );
         let _ = writeln!(s, "clip accuracy:   {:.1}%", 100.0 * self.clip_accuracy);
         let _ = writeln!(s, "window accuracy: {:.1}%", 100.0 * self.window_accuracy);
@@ -295,7 +296,7 @@ impl Report {
         if !self.failed.is_empty() {
             let _ = writeln!(s, "\n{} clip(s) failed:", self.failed.len());
             for f in &self.failed {
-                let _ = writeln!(s, "  {}", f.error);
+                let _ = writeln!(s, "  {}", crate::output::escape_control(&f.error));
             }
         }
         s

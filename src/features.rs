@@ -83,14 +83,16 @@ impl FeatureConfig {
 
     /// Checks that the parameters describe a usable front-end.
     pub fn validate(&self) -> Result<(), String> {
-        if self.sample_rate == 0 || self.n_fft < 2 {
-            return Err("sample_rate and n_fft (>= 2) must be positive".into());
-        }
+        use crate::limits::{FEATURE_RATE, FRAMES, N_FFT, N_MELS, TOP_DB};
+        FEATURE_RATE.check(self.sample_rate)?;
+        N_FFT.check(self.n_fft)?;
+        N_MELS.check(self.n_mels)?;
+        FRAMES.check(self.frames)?;
         if self.hop_length == 0 || self.hop_length > self.n_fft {
-            return Err(format!("hop_length must be in 1..={}", self.n_fft));
-        }
-        if self.n_mels == 0 || self.frames == 0 {
-            return Err("n_mels and frames must be positive".into());
+            return Err(format!(
+                "features.hop_length {} is outside 1..={}",
+                self.hop_length, self.n_fft
+            ));
         }
         let nyquist = self.sample_rate as f32 / 2.0;
         if !(0.0 <= self.fmin && self.fmin < self.fmax && self.fmax <= nyquist) {
@@ -99,9 +101,7 @@ impl FeatureConfig {
                 self.fmin, self.fmax
             ));
         }
-        if self.top_db.is_nan() || self.top_db <= 0.0 {
-            return Err("top_db must be positive".into());
-        }
+        TOP_DB.check(self.top_db)?;
         Ok(())
     }
 }

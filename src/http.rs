@@ -2,13 +2,14 @@
 //! `/api/status` (JSON) and `/metrics` (Prometheus text format).
 //!
 //! Owns rendering the [`Status`] that the listener keeps up to date, and one
-//! `tiny_http` thread that answers requests one at a time (a status page
-//! has one or two readers; nothing queues beyond the socket's backlog).
+//! server thread that polls every connection (mio, httparse): at most
+//! [`MAX_CONNECTIONS`] clients, [`CLIENT_TIME`] each, one response per
+//! connection, so neither idle nor pipelining clients can hold up the others.
 //! The page is rendered on the server and refreshes itself with a
 //! `<meta http-equiv="refresh">`, so it needs no JavaScript.
 
 use std::fmt::Write as _;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -282,13 +283,130 @@ fn escape_label(s: &str) -> String {
         .replace('\n', "\\n")
 }
 
-/// A running status server.
+/// Connections served at once; a new one evicts the oldest.
+pub const MAX_CONNECTIONS: usize = 32;
+/// Time a client has from connecting to having read its response.
+pub const CLIENT_TIME: Duration = Duration::from_secs(5);
+/// Largest request head accepted.
+pub const MAX_REQUEST_BYTES: usize = 8 << 10;
+/// How often the server thread looks at its stop flag and deadlines.
+const TICK: Duration = Duration::from_millis(100);
+
+/// The complete response to a request that starts `request`, or `None`
+/// while the head is incomplete (and under [`MAX_REQUEST_BYTES`]).
+///
+/// One response per connection (`Connection: close`): anything after the
+/// first request's head is ignored, so pipelining cannot queue work. GET
+/// and HEAD answer; other methods get 405, a malformed head 400, an
+/// oversized one 431.
+pub fn respond(board: &Board, request: &[u8]) -> Option<Vec<u8>> {
+    let mut headers = [httparse::EMPTY_HEADER; 32];
+    let mut req = httparse::Request::new(&mut headers);
+    let parsed = req.parse(request);
+    let (code, content_type, body, head_only) = match parsed {
+        Ok(httparse::Status::Partial) if request.len() < MAX_REQUEST_BYTES => return None,
+        Ok(httparse::Status::Partial) | Err(httparse::Error::TooManyHeaders) => (
+            431,
+            "text/plain",
+            "request header too large\n".to_string(),
+            false,
+        ),
+        Err(_) => (400, "text/plain", "bad request\n".to_string(), false),
+        Ok(httparse::Status::Complete(_)) => {
+            let method = req.method.unwrap_or("");
+            let path = req.path.unwrap_or("").split('?').next().unwrap_or("");
+            let head_only = method == "HEAD";
+            if method != "GET" && !head_only {
+                (405, "text/plain", "method not allowed\n".to_string(), false)
+            } else {
+                let (body, content_type, code) = match path {
+                    "/" | "/index.html" => (board.html(), "text/html; charset=utf-8", 200),
+                    "/api/status" => (board.json().to_string(), "application/json", 200),
+                    "/metrics" => (board.metrics(), "text/plain; version=0.0.4", 200),
+                    _ => ("not found\n".to_string(), "text/plain", 404),
+                };
+                (code, content_type, body, head_only)
+            }
+        }
+    };
+    let reason = match code {
+        200 => "OK",
+        400 => "Bad Request",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        _ => "Request Header Fields Too Large",
+    };
+    let allow = if code == 405 {
+        "Allow: GET, HEAD\r\n"
+    } else {
+        ""
+    };
+    let mut out = format!(
+        "HTTP/1.1 {code} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\
+         Cache-Control: no-store\r\n{allow}Connection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    if !head_only {
+        out.extend_from_slice(body.as_bytes());
+    }
+    Some(out)
+}
+
+/// One client of the server thread.
+struct Connection {
+    stream: mio::net::TcpStream,
+    accepted: Instant,
+    request: Vec<u8>,
+    response: Option<Vec<u8>>,
+    written: usize,
+}
+
+impl Connection {
+    /// Reads what has arrived and writes what it can; `true` when the
+    /// connection is done (answered, closed by the client, or failed).
+    fn advance(&mut self, board: &Board) -> bool {
+        use std::io::{ErrorKind, Read, Write};
+        let mut chunk = [0u8; 2048];
+        while self.response.is_none() {
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return true,
+                Ok(n) => {
+                    let room = MAX_REQUEST_BYTES - self.request.len();
+                    self.request.extend_from_slice(&chunk[..n.min(room)]);
+                    self.response = respond(board, &self.request);
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return false,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(_) => return true,
+            }
+        }
+        let response = self.response.as_deref().unwrap_or_default();
+        while self.written < response.len() {
+            match self.stream.write(&response[self.written..]) {
+                Ok(0) => return true,
+                Ok(n) => self.written += n,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return false,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(_) => return true,
+            }
+        }
+        let _ = self.stream.shutdown(std::net::Shutdown::Write);
+        true
+    }
+}
+
+/// A running status server: one thread polling every connection (mio), so
+/// no client can hold the others up and the thread count never grows.
+/// At most [`MAX_CONNECTIONS`] clients, [`CLIENT_TIME`] each.
 pub struct StatusServer {
-    server: Arc<tiny_http::Server>,
+    stop: Arc<AtomicBool>,
     handle: Option<JoinHandle<()>>,
     /// The address it listens on.
     pub addr: String,
 }
+
+const LISTENER: mio::Token = mio::Token(usize::MAX);
 
 impl StatusServer {
     /// Binds `addr` (`PORT`, `HOST:PORT`; a bare port binds 127.0.0.1) and
@@ -299,52 +417,152 @@ impl StatusServer {
         } else {
             format!("127.0.0.1:{addr}")
         };
-        let server = Arc::new(
-            tiny_http::Server::http(&addr)
-                .map_err(|e| Error::Config(format!("--http {addr}: cannot listen: {e}")))?,
-        );
-        let bound = server
-            .server_addr()
-            .to_ip()
+        let fail = |detail: String| Error::StatusServer {
+            addr: addr.clone(),
+            detail,
+        };
+        let socket: std::net::SocketAddr = std::net::ToSocketAddrs::to_socket_addrs(&addr)
+            .map_err(|e| fail(format!("not an address: {e}")))?
+            .next()
+            .ok_or_else(|| fail("not an address".into()))?;
+        let mut listener =
+            mio::net::TcpListener::bind(socket).map_err(|e| fail(format!("cannot listen: {e}")))?;
+        let bound = listener
+            .local_addr()
             .map(|a| a.to_string())
-            .unwrap_or(addr);
+            .unwrap_or(addr.clone());
+        let poll = mio::Poll::new().map_err(|e| fail(format!("cannot poll: {e}")))?;
+        poll.registry()
+            .register(&mut listener, LISTENER, mio::Interest::READABLE)
+            .map_err(|e| fail(format!("cannot poll: {e}")))?;
+        let stop = Arc::new(AtomicBool::new(false));
         let handle = {
-            let server = server.clone();
+            let stop = stop.clone();
             std::thread::Builder::new()
                 .name("http".into())
                 .spawn(move || {
-                    for request in server.incoming_requests() {
-                        let path = request.url().split('?').next().unwrap_or("").to_string();
-                        let (body, content_type, code) = match path.as_str() {
-                            "/" | "/index.html" => (board.html(), "text/html; charset=utf-8", 200),
-                            "/api/status" => (board.json().to_string(), "application/json", 200),
-                            "/metrics" => (board.metrics(), "text/plain; version=0.0.4", 200),
-                            _ => ("not found\n".to_string(), "text/plain", 404),
-                        };
-                        let header = tiny_http::Header::from_bytes("Content-Type", content_type)
-                            .expect("static header is valid");
-                        let response = tiny_http::Response::from_string(body)
-                            .with_status_code(code)
-                            .with_header(header);
-                        if let Err(e) = request.respond(response) {
-                            log::debug!("http: {e}");
-                        }
+                    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        serve(poll, listener, &board, &stop)
+                    }));
+                    match result {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => log::error!("status server stopped: {e}"),
+                        Err(_) => log::error!("status server stopped: it panicked"),
                     }
                 })
-                .map_err(|e| Error::Config(format!("cannot start http thread: {e}")))?
+                .map_err(|cause| Error::Spawn {
+                    what: "http",
+                    cause,
+                })?
         };
         Ok(StatusServer {
-            server,
+            stop,
             handle: Some(handle),
             addr: bound,
         })
     }
 
-    /// Stops serving and joins the thread.
+    /// Whether the server thread has ended (it only does when stopped or
+    /// after a fatal error).
+    pub fn finished(&self) -> bool {
+        self.handle.as_ref().is_none_or(|h| h.is_finished())
+    }
+
+    /// Stops serving and joins the thread (within [`TICK`]).
     pub fn stop(mut self) {
-        self.server.unblock();
+        self.stop.store(true, Ordering::Relaxed);
         if let Some(h) = self.handle.take() {
             let _ = h.join();
+        }
+    }
+}
+
+/// The server thread's loop, until `stop` is raised or polling fails.
+fn serve(
+    mut poll: mio::Poll,
+    listener: mio::net::TcpListener,
+    board: &Board,
+    stop: &AtomicBool,
+) -> std::io::Result<()> {
+    let mut events = mio::Events::with_capacity(64);
+    let mut clients: std::collections::HashMap<usize, Connection> =
+        std::collections::HashMap::new();
+    let mut next_token = 0usize;
+    while !stop.load(Ordering::Relaxed) {
+        if let Err(e) = poll.poll(&mut events, Some(TICK)) {
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        for event in events.iter() {
+            if event.token() == LISTENER {
+                accept_all(&poll, &listener, &mut clients, &mut next_token);
+                continue;
+            }
+            let id = event.token().0;
+            let done = clients.get_mut(&id).is_none_or(|c| c.advance(board));
+            if let Some(mut c) = done.then(|| clients.remove(&id)).flatten() {
+                let _ = poll.registry().deregister(&mut c.stream);
+            }
+        }
+        // Clients past their time are dropped, whatever they are doing.
+        let now = Instant::now();
+        clients.retain(|_, c| now.duration_since(c.accepted) < CLIENT_TIME);
+    }
+    Ok(())
+}
+
+/// Accepts every waiting connection, evicting the oldest client when
+/// [`MAX_CONNECTIONS`] are open (or when the process is out of descriptors).
+fn accept_all(
+    poll: &mio::Poll,
+    listener: &mio::net::TcpListener,
+    clients: &mut std::collections::HashMap<usize, Connection>,
+    next_token: &mut usize,
+) {
+    let evict_oldest = |clients: &mut std::collections::HashMap<usize, Connection>| {
+        let oldest = clients
+            .iter()
+            .min_by_key(|(_, c)| c.accepted)
+            .map(|(&k, _)| k);
+        oldest.and_then(|k| clients.remove(&k)).is_some()
+    };
+    loop {
+        match listener.accept() {
+            Ok((mut stream, _)) => {
+                if clients.len() >= MAX_CONNECTIONS {
+                    evict_oldest(clients);
+                }
+                let id = *next_token;
+                *next_token = (*next_token + 1) % (usize::MAX - 1);
+                let interest = mio::Interest::READABLE | mio::Interest::WRITABLE;
+                if poll
+                    .registry()
+                    .register(&mut stream, mio::Token(id), interest)
+                    .is_ok()
+                {
+                    clients.insert(
+                        id,
+                        Connection {
+                            stream,
+                            accepted: Instant::now(),
+                            request: Vec::new(),
+                            response: None,
+                            written: 0,
+                        },
+                    );
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                log::warn!("status server: cannot accept: {e}");
+                // Out of descriptors: make room, or wait for the next event.
+                if !evict_oldest(clients) {
+                    return;
+                }
+            }
         }
     }
 }

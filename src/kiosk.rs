@@ -19,6 +19,7 @@ use crate::audio::CaptureSettings;
 use crate::audio::capture::parse_sample_format;
 use crate::error::{Error, Result};
 use crate::http::{Board, Status, StatusServer};
+use crate::limits;
 use crate::live::{
     CaptureState, Counters, DeviceOpener, Hop, LiveSettings, Opener, Pipeline, Verdict,
 };
@@ -68,18 +69,15 @@ pub struct ListenConfig {
 
 impl ListenConfig {
     /// Reads a TOML config file.
+    /// Only a regular file of at most [`limits::TEXT_BYTES`] is read.
     pub fn load(path: &Path) -> Result<ListenConfig> {
-        let text = std::fs::read_to_string(path).map_err(|cause| Error::Read {
-            path: path.to_path_buf(),
-            cause,
-        })?;
-        toml::from_str(&text).map_err(|e| {
-            Error::Config(format!(
-                "{}: {}",
-                path.display(),
-                e.message().replace('\n', " ")
-            ))
-        })
+        let text = limits::read_text(path)?;
+        Self::parse(&text).map_err(|e| Error::Config(format!("{}: {e}", path.display())))
+    }
+
+    /// Parses a config file's text (unknown keys are an error).
+    pub fn parse(text: &str) -> std::result::Result<ListenConfig, String> {
+        toml::from_str(text).map_err(|e| e.message().replace('\n', " "))
     }
 
     /// `self` with every setting that `over` has replaced by `over`'s.
@@ -131,59 +129,75 @@ pub struct Resolved {
 }
 
 /// Checks and converts `cfg`.
+///
+/// Every value is checked against its range in [`limits`] here, before any
+/// model loads or any pipeline is touched: a reload with a bad value
+/// changes nothing.
 pub fn resolve(cfg: &ListenConfig) -> Result<Resolved> {
     let defaults = LiveSettings::default();
+    let config = |e: String| Error::Config(e);
     let hop = match &cfg.hop {
         None => defaults.hop,
-        Some(h) => h.parse::<Hop>().map_err(Error::Config)?,
+        Some(h) => h.parse::<Hop>().map_err(config)?,
     };
-    let positive = |name: &str, v: Option<f64>| -> Result<Option<f64>> {
-        match v {
-            Some(x) if !(x > 0.0 && x.is_finite()) => Err(Error::Config(format!(
-                "{name} must be a positive number of seconds"
-            ))),
-            other => Ok(other),
-        }
+    let seconds = |limit: limits::Limit<f64>, v: Option<f64>| -> Result<Option<Duration>> {
+        v.map(|x| limit.check(x).map(Duration::from_secs_f64))
+            .transpose()
+            .map_err(config)
     };
-    let deadline = positive("deadline", cfg.deadline)?.map(Duration::from_secs_f64);
-    let stall = positive("stall_timeout", cfg.stall_timeout)?;
-    if cfg.queue == Some(0) {
-        return Err(Error::Config("queue must hold at least one window".into()));
+    let deadline = seconds(limits::DEADLINE_SECONDS, cfg.deadline)?;
+    let stall = seconds(limits::STALL_SECONDS, cfg.stall_timeout)?;
+    let check = |limit: limits::Limit<usize>, v: Option<usize>, default: usize| {
+        limit.check(v.unwrap_or(default)).map_err(config)
+    };
+    let queue = check(limits::QUEUE, cfg.queue, defaults.queue)?;
+    let threads = check(limits::THREADS, cfg.threads, 1)?;
+    let smoothing = check(limits::SMOOTHING, cfg.smoothing, defaults.smoothing)?;
+    let hysteresis = limits::HYSTERESIS
+        .check(cfg.hysteresis.unwrap_or(defaults.hysteresis))
+        .map_err(config)?;
+    let silence_db = limits::SILENCE_DB
+        .check(cfg.silence_db.unwrap_or(defaults.silence_db))
+        .map_err(config)?;
+    let rate = cfg
+        .rate
+        .map(|r| limits::AUDIO_RATE.check(r))
+        .transpose()
+        .map_err(config)?;
+    if let Some(c) = cfg.channels {
+        limits::AUDIO_CHANNELS.check(c as usize).map_err(config)?;
     }
     let sample_format = cfg
         .format
         .as_deref()
         .map(parse_sample_format)
         .transpose()
-        .map_err(Error::Config)?;
+        .map_err(config)?;
     Ok(Resolved {
         model: crate::model::locate(cfg.model.as_deref())?,
-        threads: cfg.threads.unwrap_or(1).max(1),
+        threads,
         capture: CaptureSettings {
             device: cfg.device.clone(),
-            sample_rate: cfg.rate,
+            sample_rate: rate,
             channels: cfg.channels,
             sample_format,
-            stall_timeout: stall.map_or(
-                CaptureSettings::default().stall_timeout,
-                Duration::from_secs_f64,
-            ),
+            stall_timeout: stall.unwrap_or(CaptureSettings::default().stall_timeout),
             ..CaptureSettings::default()
         },
         live: LiveSettings {
             hop,
-            queue: cfg.queue.unwrap_or(defaults.queue),
+            queue,
             deadline,
-            smoothing: cfg.smoothing.unwrap_or(defaults.smoothing).max(1),
-            hysteresis: cfg.hysteresis.unwrap_or(defaults.hysteresis),
-            silence_db: cfg.silence_db.unwrap_or(defaults.silence_db),
+            smoothing,
+            hysteresis,
+            silence_db,
         },
         http: cfg.http.clone(),
         max_memory: cfg.max_memory.as_deref().map(parse_size).transpose()?,
         json: cfg.json.unwrap_or(false),
         variant: match cfg.variant.as_deref() {
             None => crate::model::Choice::Auto,
-            Some(v) => v.parse().map_err(Error::Config)?,
+            Some(v) => v.parse().map_err(config)?,
         },
     })
 }
@@ -205,7 +219,16 @@ pub fn parse_size(s: &str) -> Result<u64> {
         _ => (t, 1),
     };
     match num.trim().parse::<f64>() {
-        Ok(v) if mult > 0 && v > 0.0 && v.is_finite() => Ok((v * mult as f64) as u64),
+        Ok(v) if mult > 0 && v > 0.0 && v.is_finite() => {
+            let bytes = v * mult as f64;
+            // Checked as a float first: the cast to u64 saturates.
+            if bytes > *limits::MAX_MEMORY.range.end() as f64 {
+                return Err(Error::Config(format!("max-memory {s} is outside 1M..=1T")));
+            }
+            limits::MAX_MEMORY
+                .check(bytes as u64)
+                .map_err(|_| Error::Config(format!("max-memory {s} is outside 1M..=1T")))
+        }
         _ => Err(Error::Config(format!(
             "max-memory '{s}' is not a size like 256M, 1G or 900K"
         ))),
@@ -306,8 +329,10 @@ impl Signals {
         use signal_hook::flag;
         let term = Arc::new(AtomicBool::new(false));
         let reload = Arc::new(AtomicBool::new(false));
-        let fail =
-            |e: std::io::Error| Error::Config(format!("cannot install signal handlers: {e}"));
+        let fail = |cause: std::io::Error| Error::Spawn {
+            what: "signal handler",
+            cause,
+        };
         // Registered first, so it sees the flag before this SIGINT sets it:
         // a second SIGINT exits at once.
         flag::register_conditional_shutdown(SIGINT, 130, term.clone()).map_err(fail)?;
@@ -346,23 +371,102 @@ fn prepare(settings: &Resolved) -> Result<(Arc<Model>, MemoryEstimate)> {
 /// tests) any [`Opener`].
 pub type OpenerFactory = Box<dyn Fn(&Resolved) -> Box<dyn Opener>>;
 
+/// How often the main thread looks at signals, the pipeline and loads.
+const POLL: Duration = Duration::from_millis(20);
+
+/// A model load on a thread of its own, so that signals are still
+/// answered while tract parses and optimises (seconds for ResNet-152).
+struct Loading(std::sync::mpsc::Receiver<Result<(Resolved, Arc<Model>)>>);
+
+impl Loading {
+    /// Reads the settings with `load_config` and loads their model.
+    fn start(load_config: Arc<dyn Fn() -> Result<Resolved> + Send + Sync>) -> Result<Loading> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        std::thread::Builder::new()
+            .name("loader".into())
+            .spawn(move || {
+                let result = crate::error::contain("the reload", || {
+                    let settings = load_config()?;
+                    let (model, _) = prepare(&settings)?;
+                    Ok((settings, model))
+                });
+                let _ = tx.send(result);
+            })
+            .map_err(|cause| Error::Spawn {
+                what: "loader",
+                cause,
+            })?;
+        Ok(Loading(rx))
+    }
+
+    /// The result, once the load has finished.
+    fn poll(&self) -> Option<Result<(Resolved, Arc<Model>)>> {
+        match self.0.try_recv() {
+            Ok(r) => Some(r),
+            Err(std::sync::mpsc::TryRecvError::Empty) => None,
+            Err(std::sync::mpsc::TryRecvError::Disconnected) => Some(Err(Error::Panic {
+                what: "the reload".into(),
+                detail: "the loader thread ended without a result".into(),
+            })),
+        }
+    }
+}
+
+/// What became of standard output, written by the sink.
+#[derive(Default)]
+struct OutputState {
+    closed: AtomicBool,
+    error: Mutex<Option<std::io::Error>>,
+}
+
+impl OutputState {
+    fn record(&self, e: std::io::Error) {
+        if let (true, Ok(mut slot)) = (
+            e.kind() != std::io::ErrorKind::BrokenPipe,
+            self.error.lock(),
+        ) {
+            slot.get_or_insert(e);
+        }
+        self.closed.store(true, Ordering::Relaxed);
+    }
+}
+
 /// Runs the listener until SIGINT/SIGTERM (or until a synthetic opener's
 /// input ends). `cli` overrides `config_file`'s settings.
+///
+/// The model is loaded, and reloaded on SIGHUP, on a loader thread while
+/// this thread keeps polling: SIGTERM is honoured within [`POLL`] in every
+/// state, and a reload replaces the running pipeline only once its
+/// settings and model are complete and valid. A SIGHUP during a reload
+/// queues one more.
 pub fn run(
     cli: &ListenConfig,
     config_file: Option<&Path>,
     opener: Option<OpenerFactory>,
 ) -> Result<()> {
     let signals = Signals::register()?;
-    let load_config = || -> Result<Resolved> {
-        let file = match config_file {
+    let (cli, config_file) = (cli.clone(), config_file.map(Path::to_path_buf));
+    let load_config: Arc<dyn Fn() -> Result<Resolved> + Send + Sync> = Arc::new(move || {
+        let file = match &config_file {
             Some(p) => ListenConfig::load(p)?,
             None => ListenConfig::default(),
         };
-        resolve(&file.overlay(cli))
+        resolve(&file.overlay(&cli))
+    });
+    // Settings are checked before the first load, so a bad value is
+    // reported at once rather than after loading a model.
+    load_config()?;
+    let first = Loading::start(load_config.clone())?;
+    let (mut settings, mut model) = loop {
+        if signals.term.load(Ordering::Relaxed) {
+            log::info!("stopping while the model loads");
+            return Ok(());
+        }
+        if let Some(r) = first.poll() {
+            break r?;
+        }
+        std::thread::sleep(POLL);
     };
-    let mut settings = load_config()?;
-    let (mut model, _) = prepare(&settings)?;
     let make_opener = opener.unwrap_or_else(|| {
         Box::new(|s: &Resolved| Box::new(DeviceOpener(s.capture.clone())) as Box<dyn Opener>)
     });
@@ -385,7 +489,7 @@ pub fn run(
         }
         None => None,
     };
-    let broken_pipe = Arc::new(AtomicBool::new(false));
+    let output = Arc::new(OutputState::default());
 
     // `fail_fast`: a device that cannot be opened ends the pipeline with the
     // error (at start-up); otherwise it is retried with backoff (reloads).
@@ -405,14 +509,14 @@ pub fn run(
         } else {
             Format::Text
         };
-        let (status, broken_pipe) = (status.clone(), broken_pipe.clone());
+        let (status, output) = (status.clone(), output.clone());
         let frame_s = model.manifest().features.frame_seconds();
         let counters_for_sink = counters.clone();
         let sink = Box::new(move |v: &Verdict<'_>| {
             let line = live_line(format, &labels, v);
             let mut out = std::io::stdout().lock();
-            if writeln!(out, "{line}").and_then(|_| out.flush()).is_err() {
-                broken_pipe.store(true, Ordering::Relaxed);
+            if let Err(e) = writeln!(out, "{line}").and_then(|_| out.flush()) {
+                output.record(e);
             }
             let mut s = status.lock().unwrap_or_else(|e| e.into_inner());
             s.level_db = v.level_db;
@@ -448,23 +552,37 @@ pub fn run(
     };
 
     let mut pipeline = start(&settings, &model, true)?;
+    let mut reload: Option<Loading> = None;
+    let mut failure: Option<Error> = None;
     loop {
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(POLL);
         if signals.term.load(Ordering::Relaxed) {
             log::info!("stopping");
             break;
         }
-        if broken_pipe.load(Ordering::Relaxed) {
-            log::info!("output closed; stopping");
+        if output.closed.load(Ordering::Relaxed) {
+            match output.error.lock().ok().and_then(|mut e| e.take()) {
+                Some(e) => {
+                    failure = Some(Error::Write {
+                        path: "stdout".into(),
+                        detail: e.to_string(),
+                    });
+                }
+                None => log::info!("output closed; stopping"),
+            }
+            break;
+        }
+        if server.as_ref().is_some_and(|s| s.finished()) {
+            failure = Some(Error::StatusServer {
+                addr: server.as_ref().map(|s| s.addr.clone()).unwrap_or_default(),
+                detail:
+                    "the server thread stopped; exiting so the service manager restarts genrepi"
+                        .into(),
+            });
             break;
         }
         if pipeline.finished() {
-            if let Some(e) = pipeline.take_failure() {
-                if let Some(server) = server {
-                    server.stop();
-                }
-                return Err(e);
-            }
+            failure = pipeline.take_failure();
             break;
         }
         if let Ok(mut s) = status.lock() {
@@ -477,33 +595,39 @@ pub fn run(
             }
             .into();
         }
-        if signals.reload.swap(false, Ordering::Relaxed) {
+        if reload.is_none() && signals.reload.swap(false, Ordering::Relaxed) {
             log::info!("SIGHUP: reloading config and model");
-            match load_config().and_then(|s| prepare(&s).map(|(m, _)| (s, m))) {
+            match Loading::start(load_config.clone()) {
+                Ok(l) => reload = Some(l),
                 Err(e) => log::error!("reload failed, keeping the running model and settings: {e}"),
-                Ok((new_settings, new_model)) => {
-                    if new_settings.http != settings.http {
-                        log::warn!("a new --http address takes effect only after a restart");
-                    }
-                    // Stop first: most capture devices open only once.
-                    if !pipeline.stop(Duration::from_millis(800)) {
-                        log::warn!("the previous capture thread is still blocked in the device");
-                    }
-                    pipeline = match start(&new_settings, &new_model, false) {
-                        Ok(p) => {
-                            settings = new_settings;
-                            model = new_model;
-                            log::info!("reloaded {}", model.manifest().name);
-                            p
-                        }
-                        Err(e) => {
-                            log::error!(
-                                "reload failed, restarting with the previous settings: {e}"
-                            );
-                            start(&settings, &model, false)?
-                        }
-                    };
+            }
+        }
+        let Some(result) = reload.as_ref().and_then(Loading::poll) else {
+            continue;
+        };
+        reload = None;
+        match result {
+            Err(e) => log::error!("reload failed, keeping the running model and settings: {e}"),
+            Ok((new_settings, new_model)) => {
+                if new_settings.http != settings.http {
+                    log::warn!("a new --http address takes effect only after a restart");
                 }
+                // Stop first: most capture devices open only once.
+                if !pipeline.stop(Duration::from_millis(800)) {
+                    log::warn!("the previous capture thread is still blocked in the device");
+                }
+                pipeline = match start(&new_settings, &new_model, false) {
+                    Ok(p) => {
+                        settings = new_settings;
+                        model = new_model;
+                        log::info!("reloaded {}", model.manifest().name);
+                        p
+                    }
+                    Err(e) => {
+                        log::error!("reload failed, restarting with the previous settings: {e}");
+                        start(&settings, &model, false)?
+                    }
+                };
             }
         }
     }
@@ -527,7 +651,10 @@ pub fn run(
         counters.overruns.load(Ordering::Relaxed),
         counters.reopens.load(Ordering::Relaxed)
     );
-    Ok(())
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
 }
 
 #[cfg(test)]
@@ -538,8 +665,10 @@ mod tests {
     fn sizes_parse() {
         assert_eq!(parse_size("256M").unwrap(), 256 << 20);
         assert_eq!(parse_size("1.5G").unwrap(), 3 << 29);
-        assert_eq!(parse_size("900k").unwrap(), 900 << 10);
-        assert_eq!(parse_size("4096").unwrap(), 4096);
+        assert_eq!(parse_size("9000k").unwrap(), 9000 << 10);
+        assert_eq!(parse_size("2048K").unwrap(), 2 << 20);
+        assert!(parse_size("4096").is_err());
+        assert!(parse_size("1e300G").is_err());
         assert!(parse_size("lots").is_err());
         assert!(parse_size("-1M").is_err());
         assert!(parse_size("12Q").is_err());

@@ -14,6 +14,7 @@
 //! - [`kiosk`]: `listen` as a service: config, signals, reloads;
 //! - [`output`]: text and JSON lines;
 //! - [`dataset`] and [`eval`]: GTZAN-layout folders, feature export, accuracy;
+//! - [`limits`]: the valid range of every size, rate and count from outside;
 //! - [`platform`]: the CPU features that decide tract's kernels;
 //! - [`bench`]: what each model variant costs here, cached for `--variant auto`.
 
@@ -25,6 +26,7 @@ pub mod eval;
 pub mod features;
 pub mod http;
 pub mod kiosk;
+pub mod limits;
 pub mod live;
 pub mod model;
 pub mod output;

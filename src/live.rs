@@ -49,10 +49,10 @@ impl std::str::FromStr for Hop {
         if s.eq_ignore_ascii_case("auto") {
             return Ok(Hop::Auto);
         }
-        match s.parse::<f64>() {
-            Ok(v) if v > 0.0 && v.is_finite() => Ok(Hop::Fixed(v)),
+        match s.trim().parse::<f64>() {
+            Ok(v) => crate::limits::HOP_SECONDS.check(v).map(Hop::Fixed),
             _ => Err(format!(
-                "hop must be a positive number of seconds or 'auto', not '{s}'"
+                "hop must be a number of seconds or 'auto', not '{s}'"
             )),
         }
     }
@@ -519,7 +519,10 @@ impl Pipeline {
                     set(&state, CaptureState::Stopped);
                     queue.close();
                 })
-                .map_err(|e| Error::Config(format!("cannot start capture thread: {e}")))?
+                .map_err(|cause| Error::Spawn {
+                    what: "capture",
+                    cause,
+                })?
         };
 
         let inference = {
@@ -603,7 +606,10 @@ impl Pipeline {
                         sink(&verdict);
                     }
                 })
-                .map_err(|e| Error::Config(format!("cannot start inference thread: {e}")))?
+                .map_err(|cause| Error::Spawn {
+                    what: "inference",
+                    cause,
+                })?
         };
 
         Ok(Pipeline {

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
 use genrepi::audio::{AudioSource, FileSource, Paced};
@@ -17,7 +17,7 @@ use genrepi::live::LiveSettings;
 use genrepi::model::{self, Model};
 use genrepi::output::{Format, Printer};
 use genrepi::scheduler::{Frontend, StageTimes, classify_stream};
-use genrepi::{dataset, eval};
+use genrepi::{dataset, eval, limits};
 
 /// Music genre, every second, from a microphone or a file.
 #[derive(Parser, Debug)]
@@ -37,7 +37,8 @@ struct Common {
     #[arg(long, global = true, value_name = "PATH")]
     model: Option<PathBuf>,
     /// Threads for each inference's matrix products.
-    #[arg(long, global = true, default_value_t = 1, value_name = "N")]
+    #[arg(long, global = true, default_value_t = 1, value_name = "N",
+          value_parser = limits::parser(limits::THREADS))]
     threads: usize,
     /// Which of the manifest's variants to run: `auto` (the fastest this
     /// CPU runs natively, measured by `bench` when it has run here) or a
@@ -65,8 +66,9 @@ enum Command {
         /// JSON lines instead of text.
         #[arg(long)]
         json: bool,
-        /// Seconds between window starts.
-        #[arg(long, default_value_t = 1.0, value_name = "SECONDS")]
+        /// Seconds between window starts (0.01 to 3600).
+        #[arg(long, default_value_t = 1.0, value_name = "SECONDS",
+              value_parser = limits::parser(limits::HOP_SECONDS))]
         hop: f64,
         /// Print time per stage (decode, resample, features, inference) to stderr.
         #[arg(long)]
@@ -79,11 +81,12 @@ enum Command {
         /// Also write the full report as JSON.
         #[arg(long, value_name = "FILE.json")]
         report: Option<PathBuf>,
-        /// Seconds between window starts [default: one window, no overlap].
-        #[arg(long, value_name = "SECONDS")]
+        /// Seconds between window starts, 0.01 to 3600 [default: one
+        /// window, no overlap].
+        #[arg(long, value_name = "SECONDS", value_parser = limits::parser(limits::HOP_SECONDS))]
         hop: Option<f64>,
-        /// Worker threads [default: all cores].
-        #[arg(long, value_name = "N")]
+        /// Worker threads, 1 to 256 [default: all cores].
+        #[arg(long, value_name = "N", value_parser = limits::parser(limits::JOBS))]
         jobs: Option<usize>,
     },
     /// Write a dataset's windows exactly as the model receives them (.npz).
@@ -93,11 +96,12 @@ enum Command {
         /// Output .npz; a .json with labels and clip paths goes beside it.
         #[arg(long, value_name = "FILE.npz")]
         out: PathBuf,
-        /// Seconds between window starts [default: one window, no overlap].
-        #[arg(long, value_name = "SECONDS")]
+        /// Seconds between window starts, 0.01 to 3600 [default: one
+        /// window, no overlap].
+        #[arg(long, value_name = "SECONDS", value_parser = limits::parser(limits::HOP_SECONDS))]
         hop: Option<f64>,
-        /// Worker threads [default: all cores].
-        #[arg(long, value_name = "N")]
+        /// Worker threads, 1 to 256 [default: all cores].
+        #[arg(long, value_name = "N", value_parser = limits::parser(limits::JOBS))]
         jobs: Option<usize>,
     },
     /// Describe the model: manifest, input and output, optimised plan,
@@ -112,7 +116,8 @@ enum Command {
     /// kernels) and cache the figures for `--variant auto`.
     Bench {
         /// Windows timed per variant and thread count (1 to 10000).
-        #[arg(long, default_value_t = genrepi::bench::DEFAULT_WINDOWS, value_name = "N")]
+        #[arg(long, default_value_t = genrepi::bench::DEFAULT_WINDOWS, value_name = "N",
+              value_parser = limits::parser(limits::BENCH_WINDOWS))]
         windows: usize,
         /// The table as JSON.
         #[arg(long)]
@@ -134,53 +139,76 @@ struct ListenArgs {
     /// [default: the default input].
     #[arg(long, value_name = "NAME")]
     device: Option<String>,
-    /// Capture sample rate in Hz [default: the device's].
-    #[arg(long, value_name = "HZ")]
+    /// Capture sample rate in Hz, 1000 to 768000 [default: the device's].
+    #[arg(long, value_name = "HZ", value_parser = limits::parser(limits::AUDIO_RATE))]
     rate: Option<u32>,
-    /// Capture channels [default: the device's].
-    #[arg(long, value_name = "N")]
+    /// Capture channels, 1 to 64 [default: the device's].
+    #[arg(long, value_name = "N", value_parser = channels)]
     channels: Option<u16>,
     /// Capture sample format: i16, i32, f32, u8… [default: the device's].
     #[arg(long, value_name = "FORMAT")]
     format: Option<String>,
-    /// Seconds between window starts, or `auto` to follow inference time
-    /// [default: 1.0].
-    #[arg(long, value_name = "SECONDS|auto")]
+    /// Seconds between window starts (0.01 to 3600), or `auto` to follow
+    /// inference time [default: 1.0].
+    #[arg(long, value_name = "SECONDS|auto", value_parser = hop)]
     hop: Option<String>,
-    /// Windows waiting for the model at most; when full the oldest is dropped
-    /// [default: 2].
-    #[arg(long, value_name = "N")]
+    /// Windows waiting for the model at most, 1 to 1024; when full the
+    /// oldest is dropped [default: 2].
+    #[arg(long, value_name = "N", value_parser = limits::parser(limits::QUEUE))]
     queue: Option<usize>,
-    /// Skip windows that waited longer than this [default: 2 hops, at least 1 s].
-    #[arg(long, value_name = "SECONDS")]
+    /// Skip windows that waited longer than this, 0.01 to 3600 s
+    /// [default: 2 hops, at least 1 s].
+    #[arg(long, value_name = "SECONDS", value_parser = limits::parser(limits::DEADLINE_SECONDS))]
     deadline: Option<f64>,
-    /// Smoothing span in windows (exponential moving average) [default: 4].
-    #[arg(long, value_name = "N")]
+    /// Smoothing span in windows (exponential moving average), 1 to 1000
+    /// [default: 4].
+    #[arg(long, value_name = "N", value_parser = limits::parser(limits::SMOOTHING))]
     smoothing: Option<usize>,
     /// A new genre is reported only when its smoothed probability leads by
-    /// this much [default: 0.1].
-    #[arg(long, value_name = "P")]
+    /// this much, 0 to 1 [default: 0.1].
+    #[arg(long, value_name = "P", value_parser = limits::parser(limits::HYSTERESIS))]
     hysteresis: Option<f32>,
-    /// Windows quieter than this RMS level are reported as `silence`
-    /// [default: -60].
-    #[arg(long, value_name = "DBFS", allow_hyphen_values = true)]
+    /// Windows quieter than this RMS level are reported as `silence`,
+    /// -200 to 0 [default: -60].
+    #[arg(long, value_name = "DBFS", allow_hyphen_values = true,
+          value_parser = limits::parser(limits::SILENCE_DB))]
     silence_db: Option<f32>,
-    /// Reopen the device after this long without audio [default: 3].
-    #[arg(long, value_name = "SECONDS")]
+    /// Reopen the device after this long without audio, 0.1 to 3600 s
+    /// [default: 3].
+    #[arg(long, value_name = "SECONDS", value_parser = limits::parser(limits::STALL_SECONDS))]
     stall_timeout: Option<f64>,
     /// Serve a status page, /api/status and /metrics on PORT or ADDR:PORT
     /// (a bare port binds 127.0.0.1) [default: off].
     #[arg(long, value_name = "ADDR:PORT")]
     http: Option<String>,
-    /// Refuse to start if the memory plan exceeds this (e.g. 256M, 1G).
-    #[arg(long, value_name = "SIZE")]
+    /// Refuse to start if the memory plan exceeds this (e.g. 256M, 1G;
+    /// 1M to 1T).
+    #[arg(long, value_name = "SIZE", value_parser = max_memory)]
     max_memory: Option<String>,
     /// JSON lines instead of text.
     #[arg(long)]
     json: bool,
 }
 
+/// `--channels`: a count in [`limits::AUDIO_CHANNELS`].
+fn channels(s: &str) -> Result<u16, String> {
+    limits::parser(limits::AUDIO_CHANNELS)(s).map(|c| c as u16)
+}
+
+/// `listen --hop`: seconds in range, or `auto`.
+fn hop(s: &str) -> Result<String, String> {
+    s.parse::<genrepi::live::Hop>().map(|_| s.to_string())
+}
+
+/// `--max-memory`: a size in [`limits::MAX_MEMORY`].
+fn max_memory(s: &str) -> Result<String, String> {
+    kiosk::parse_size(s)
+        .map(|_| s.to_string())
+        .map_err(|e| e.to_string())
+}
+
 fn main() -> ExitCode {
+    genrepi::error::install_panic_hook();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -199,10 +227,21 @@ fn main() -> ExitCode {
         // A closed pipe (`genrepi replay ... | head`) is the reader's choice, not a failure.
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("genrepi: error: {e:#}");
+            error_line(&format!("{e:#}"));
             ExitCode::from(1)
         }
     }
+}
+
+/// Prints `genrepi: error: MESSAGE` on stderr as one line: control
+/// characters (a file name's newline or escape codes) are escaped, and a
+/// broken stderr is ignored so it can never stop a batch.
+fn error_line(message: &str) {
+    let line = format!(
+        "genrepi: error: {}\n",
+        genrepi::output::escape_control(message)
+    );
+    let _ = std::io::stderr().write_all(line.as_bytes());
 }
 
 fn is_broken_pipe(e: &anyhow::Error) -> bool {
@@ -221,17 +260,26 @@ fn init_logging(common: &Common) {
     };
     // symphonia logs failed probes as errors; genrepi reports those itself.
     let filter = format!("{level},symphonia_core=off,symphonia=off");
+    // Each record is one line: control characters in a message (a file
+    // name's newline, escape codes) are escaped.
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(filter))
-        .format_timestamp_millis()
+        .format(|buf, record| {
+            let ts = buf.timestamp_millis();
+            let message = record.args().to_string();
+            writeln!(
+                buf,
+                "[{ts} {:<5} {}] {}",
+                record.level(),
+                record.target(),
+                genrepi::output::escape_control(&message)
+            )
+        })
         .init();
 }
 
 /// Runs the command; `Ok(false)` when some inputs failed.
 fn run(cli: Cli) -> anyhow::Result<bool> {
     let common = &cli.common;
-    if common.threads == 0 {
-        bail!("--threads must be at least 1");
-    }
     match &cli.command {
         Command::Listen(args) => return listen(common, args).map(|_| true),
         Command::Devices => return devices().map(|_| true),
@@ -250,11 +298,7 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
     };
     let model = Model::load_with(&manifest, &options, |_| Ok(())).context("loading the model")?;
     let jobs = |j: Option<usize>| -> anyhow::Result<usize> {
-        match j {
-            Some(0) => bail!("--jobs must be at least 1"),
-            Some(n) => Ok(n),
-            None => Ok(std::thread::available_parallelism().map_or(1, |n| n.get())),
-        }
+        Ok(j.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())))
     };
     match cli.command {
         Command::Replay {
@@ -277,12 +321,16 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
             let hop_frames = hop_frames(&model, hop)?;
             let started = Instant::now();
             let result = eval::evaluate(&model, &dir, hop_frames, jobs(j)?)?;
-            print!("{}", result.to_text());
-            println!("wall time: {:.1} s", started.elapsed().as_secs_f64());
+            // The report first: a closed or full stdout must not lose it.
             if let Some(path) = report {
                 result.write_json(&path)?;
                 log::info!("report written to {}", path.display());
             }
+            let mut out = std::io::stdout().lock();
+            write!(out, "{}", result.to_text()).context("stdout")?;
+            writeln!(out, "wall time: {:.1} s", started.elapsed().as_secs_f64())
+                .and_then(|_| out.flush())
+                .context("stdout")?;
             Ok(result.failed.is_empty())
         }
         Command::Features {
@@ -293,24 +341,30 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
         } => {
             let hop_frames = hop_frames(&model, hop)?;
             let outcome = dataset::export_features(&model, &dir, &out, hop_frames, jobs(j)?)?;
-            println!(
+            let mut stdout = std::io::stdout().lock();
+            writeln!(
+                stdout,
                 "{}: {} windows from {} clips ({} failed)",
-                out.display(),
+                genrepi::output::escape_control(&out.display().to_string()),
                 outcome.windows,
                 outcome.clips,
                 outcome.failed.len()
-            );
+            )
+            .and_then(|_| stdout.flush())
+            .context("stdout")?;
             Ok(outcome.failed.is_empty())
         }
         Command::Info => {
-            print_info(&model);
+            print_info(&model).context("stdout")?;
             print_measured_memory(&model, rss_before)?;
             Ok(true)
         }
         Command::Bench { windows, .. } => {
-            check_windows(windows)?;
             let row = genrepi::bench::measure(&model, windows)?;
-            println!("{}", serde_json::to_string(&row)?);
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "{}", serde_json::to_string(&row)?)
+                .and_then(|_| out.flush())
+                .context("stdout")?;
             Ok(true)
         }
         Command::Listen(_) | Command::Devices => unreachable!("handled above"),
@@ -329,7 +383,9 @@ fn print_measured_memory(model: &Arc<Model>, before: Option<(u64, u64)>) -> anyh
     let f = &model.manifest().features;
     classifier.classify(&vec![-40.0; f.n_mels * f.frames])?;
     let (_, peak) = genrepi::platform::resident_memory().unwrap_or_default();
-    println!(
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
         "measured:   RSS {:.0} MiB before loading, {:.0} MiB loaded (+{:.0}), \
          peak {:.0} MiB after one inference (+{:.0})",
         mb(before),
@@ -337,7 +393,9 @@ fn print_measured_memory(model: &Arc<Model>, before: Option<(u64, u64)>) -> anyh
         mb(loaded.saturating_sub(before)),
         mb(peak),
         mb(peak.saturating_sub(loaded))
-    );
+    )
+    .and_then(|_| out.flush())
+    .context("stdout")?;
     Ok(())
 }
 
@@ -369,19 +427,8 @@ fn listen(common: &Common, a: &ListenArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn check_windows(windows: usize) -> anyhow::Result<()> {
-    if !(1..=genrepi::bench::MAX_WINDOWS).contains(&windows) {
-        bail!(
-            "--windows must be between 1 and {}",
-            genrepi::bench::MAX_WINDOWS
-        );
-    }
-    Ok(())
-}
-
 /// `genrepi bench`: one child process per variant and thread count.
 fn bench(common: &Common, windows: usize, json: bool) -> anyhow::Result<()> {
-    check_windows(windows)?;
     let manifest_path = model::locate(common.model.as_deref())?;
     let manifest = model::Manifest::read(&manifest_path)?;
     let platform = genrepi::platform::Platform::detect();
@@ -396,9 +443,10 @@ fn bench(common: &Common, windows: usize, json: bool) -> anyhow::Result<()> {
             .filter(|v| match model::variant::native(v.arithmetic, &platform) {
                 Ok(_) => true,
                 Err(why) => {
-                    eprintln!(
+                    log::warn!(
                         "bench: skipping variant {} ({why}; --variant {} measures it)",
-                        v.name, v.name
+                        v.name,
+                        v.name
                     );
                     false
                 }
@@ -415,11 +463,15 @@ fn bench(common: &Common, windows: usize, json: bool) -> anyhow::Result<()> {
     }
     let exe = std::env::current_exe().context("locating genrepi's own binary")?;
     let rows = genrepi::bench::run_children(&exe, &manifest_path, &variants, &threads, windows)?;
-    if json {
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+    let text = if json {
+        format!("{}\n", serde_json::to_string_pretty(&rows)?)
     } else {
-        print!("{}", genrepi::bench::table(&rows));
-    }
+        genrepi::bench::table(&rows)
+    };
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())
+        .and_then(|_| out.flush())
+        .context("stdout")?;
     if !manifest.variants.is_empty() && matches!(common.variant, model::Choice::Auto) {
         let path = genrepi::bench::Measurements::save(&manifest, &platform, rows)?;
         log::info!(
@@ -432,20 +484,31 @@ fn bench(common: &Common, windows: usize, json: bool) -> anyhow::Result<()> {
 
 fn devices() -> anyhow::Result<()> {
     let devices = genrepi::audio::capture::list_input_devices()?;
+    use std::fmt::Write as _;
+    let mut text = String::new();
     if devices.is_empty() {
-        println!("no input devices");
+        text.push_str("no input devices\n");
     }
     for d in devices {
         let default = if d.is_default { " (default)" } else { "" };
-        println!("{}{default}", d.name);
-        println!("    id:      {}", d.id);
+        let name = genrepi::output::escape_control(&d.name);
+        let _ = writeln!(text, "{name}{default}");
+        let _ = writeln!(
+            text,
+            "    id:      {}",
+            genrepi::output::escape_control(&d.id)
+        );
         if let Some(c) = &d.default_config {
-            println!("    default: {c}");
+            let _ = writeln!(text, "    default: {c}");
         }
         for c in &d.configs {
-            println!("    supports {c}");
+            let _ = writeln!(text, "    supports {c}");
         }
     }
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())
+        .and_then(|_| out.flush())
+        .context("stdout")?;
     Ok(())
 }
 
@@ -454,8 +517,8 @@ fn hop_frames(model: &Model, seconds: Option<f64>) -> anyhow::Result<usize> {
     let cfg = &model.manifest().features;
     match seconds {
         None => Ok(cfg.frames),
-        Some(s) if s.is_finite() && s > 0.0 => Ok(cfg.hop_frames_for(s)),
-        Some(s) => bail!("--hop must be a positive number of seconds, got {s}"),
+        // In range: checked by the option's parser.
+        Some(s) => Ok(cfg.hop_frames_for(s)),
     }
 }
 
@@ -474,7 +537,8 @@ fn replay(
     let mut all_ok = true;
     for path in files {
         let name = path.display().to_string();
-        let result = open_source(path, realtime).and_then(|mut source| {
+        let result = genrepi::error::contain(&name, || {
+            let mut source = open_source(path, realtime)?;
             let mut io_error = None;
             let result = classify_stream(&mut frontend, &mut classifier, source.as_mut(), |p| {
                 if let Err(e) = printer.window(&name, p) {
@@ -486,9 +550,9 @@ fn replay(
         match result {
             Ok((result, io_error)) => {
                 if let Some(e) = io_error {
-                    return Err(e).context("writing results");
+                    return Err(e).context("stdout");
                 }
-                printer.verdict(&name, &result).context("writing results")?;
+                printer.verdict(&name, &result).context("stdout")?;
                 if timings {
                     print_timings(
                         &name,
@@ -499,7 +563,12 @@ fn replay(
                 }
             }
             Err(e) => {
-                eprintln!("genrepi: error: {e}");
+                if matches!(e, genrepi::Error::Panic { .. }) {
+                    // Their state may be half-updated: start afresh.
+                    frontend = Frontend::new(&model.manifest().features, hop_frames)?;
+                    classifier = model.classifier()?;
+                }
+                error_line(&e.to_string());
                 all_ok = false;
             }
         }
@@ -519,7 +588,7 @@ fn open_source(path: &Path, realtime: bool) -> genrepi::Result<Box<dyn AudioSour
 fn print_timings(name: &str, t: &StageTimes, windows: usize, audio_seconds: f64) {
     let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
     let total = ms(t.decode) + ms(t.resample) + ms(t.features) + ms(t.inference);
-    eprintln!(
+    let line = format!(
         "{name}: {audio_seconds:.1} s of audio, {windows} windows: decode {:.1} ms, resample {:.1} ms, \
          features {:.1} ms, inference {:.1} ms ({:.1} ms/window); total {total:.1} ms ({:.0}x real time)",
         ms(t.decode),
@@ -529,12 +598,14 @@ fn print_timings(name: &str, t: &StageTimes, windows: usize, audio_seconds: f64)
         ms(t.inference) / windows.max(1) as f64,
         audio_seconds * 1e3 / total.max(1e-9),
     );
+    let line = format!("{}\n", genrepi::output::escape_control(&line));
+    let _ = std::io::stderr().write_all(line.as_bytes());
 }
 
-fn print_info(model: &Model) {
+fn print_info(model: &Model) -> std::io::Result<()> {
+    use std::fmt::Write as _;
     let m = model.manifest();
-    let out = std::io::stdout();
-    let mut out = out.lock();
+    let mut out = String::new();
     let (nodes, ops) = model.plan_summary();
     let f = &m.features;
     let _ = writeln!(out, "model:      {}", m.name);
@@ -638,4 +709,7 @@ fn print_info(model: &Model) {
             let _ = writeln!(out, "            {k} = {v}");
         }
     }
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(out.as_bytes())?;
+    stdout.flush()
 }

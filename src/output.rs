@@ -52,8 +52,12 @@ impl<W: Write> Printer<W> {
         match self.format {
             Format::Text => writeln!(
                 self.out,
-                "{file}  {:7.2}-{:7.2} s  {:<10} {:.2}",
-                p.start_s, p.end_s, self.labels[top], p.probs[top]
+                "{}  {:7.2}-{:7.2} s  {:<10} {:.2}",
+                escape_control(file),
+                p.start_s,
+                p.end_s,
+                self.labels[top],
+                p.probs[top]
             )?,
             Format::Json => {
                 let line = json!({
@@ -81,8 +85,11 @@ impl<W: Write> Printer<W> {
                 };
                 writeln!(
                     self.out,
-                    "{file}: {} ({:.2}) over {} window(s){padded}",
-                    self.labels[top], r.mean_probs[top], r.stats.windows
+                    "{}: {} ({:.2}) over {} window(s){padded}",
+                    escape_control(file),
+                    self.labels[top],
+                    r.mean_probs[top],
+                    r.stats.windows
                 )?
             }
             Format::Json => {
@@ -97,6 +104,26 @@ impl<W: Write> Printer<W> {
         }
         self.out.flush()
     }
+}
+
+/// `s` with control characters (newlines, escape codes) written as Rust
+/// escapes, for text output: a file name cannot forge a line or drive
+/// the terminal.
+pub fn escape_control(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    std::borrow::Cow::Owned(
+        s.chars()
+            .map(|c| {
+                if c.is_control() {
+                    c.escape_default().to_string()
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect(),
+    )
 }
 
 /// Seconds rounded to 0.1 ms, for readable JSON.
@@ -191,6 +218,16 @@ pub fn live_line(format: Format, labels: &[String], v: &Verdict<'_>) -> String {
 /// (atomic on one file system). On failure the temporary file is removed
 /// and whatever `path` held before is untouched.
 pub fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    write_atomically_with(path, |file| file.write_all(bytes))
+}
+
+/// Like [`write_atomically`], with `write` filling the temporary file: a
+/// crash, a kill or a full disk part-way leaves the previous `path` as it
+/// was (and at most a `.NAME.tmp-PID` beside it, removed on errors).
+pub fn write_atomically_with(
+    path: &std::path::Path,
+    write: impl FnOnce(&mut std::fs::File) -> std::io::Result<()>,
+) -> std::io::Result<()> {
     let name = path
         .file_name()
         .ok_or_else(|| std::io::Error::other("not a file name"))?;
@@ -200,7 +237,7 @@ pub fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result
     let tmp = path.with_file_name(tmp_name);
     let result = (|| {
         let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(bytes)?;
+        write(&mut file)?;
         file.sync_all()?;
         std::fs::rename(&tmp, path)
     })();

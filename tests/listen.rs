@@ -848,3 +848,240 @@ fn a_second_sigint_exits_at_once_while_the_stop_waits_for_the_device() {
         "the graceful stop finished first: {stderr}"
     );
 }
+
+/// Issue 14, class 2: a SIGHUP with any of these configs is refused before
+/// the running pipeline is touched; the kiosk keeps answering on its old
+/// hop and SIGTERM stops it within a second. `--nocapture` prints a row per
+/// config.
+#[test]
+fn hostile_configs_by_sighup_leave_the_kiosk_running_and_stoppable() {
+    let dir = temp_dir("listen_hostile_hup");
+    let fifo = dir.join("model-fifo.onnx");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let manifest_fifo = dir.join("manifest-fifo.toml");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&manifest_fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let tiny = std::fs::read_to_string(repo("models/tiny/tiny.toml")).unwrap();
+    std::fs::copy(repo("models/tiny/tiny.onnx"), dir.join("tiny.onnx")).unwrap();
+    let zero_model = dir.join("zero.toml");
+    std::fs::write(
+        &zero_model,
+        tiny.replace("model = \"tiny.onnx\"", "model = \"/dev/zero\""),
+    )
+    .unwrap();
+    let cases: Vec<(&str, String, &str)> = vec![
+        (
+            "deadline = 1e300",
+            "deadline = 1e300\n".into(),
+            "deadline 1e300 is outside",
+        ),
+        (
+            "queue = 1000000000",
+            "queue = 1000000000\n".into(),
+            "queue 1000000000 is outside",
+        ),
+        (
+            "threads = 0",
+            "threads = 0\n".into(),
+            "threads 0 is outside",
+        ),
+        (
+            "hop = \"1e300\"",
+            "hop = \"1e300\"\n".into(),
+            "hop 1e300 is outside",
+        ),
+        (
+            "model = a FIFO",
+            format!("model = \"{}\"\n", manifest_fifo.display()),
+            "not a regular file",
+        ),
+        (
+            "manifest whose model is /dev/zero",
+            format!("model = \"{}\"\n", zero_model.display()),
+            "not a regular file",
+        ),
+        (
+            "model = \"/dev/zero\"",
+            "model = \"/dev/zero\"\n".into(),
+            "not a regular file",
+        ),
+    ];
+    let alsa = AlsaFifo::new(&dir);
+    let _writer = Writer::start(&alsa.fifo, vec![Step::Audio(signal(600.0, 41))]);
+    for (name, text, says) in cases {
+        let config = dir.join("genrepi.toml");
+        std::fs::write(&config, "hop = \"0.5\"\nsmoothing = 1\n").unwrap();
+        let mut listener = alsa.listen(None, &["--config", config.to_str().unwrap()]);
+        listener.next(Duration::from_secs(60));
+        std::fs::write(&config, &text).unwrap();
+        listener.signal("-HUP");
+        let waited = Instant::now();
+        while !listener.stderr.lock().unwrap().contains("reload failed") {
+            assert!(
+                waited.elapsed() < Duration::from_secs(20),
+                "{name}: no reload error; stderr:\n{}",
+                listener.stderr.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // Still answering, on the old hop.
+        let a = listener.next(Duration::from_secs(10));
+        let b = listener.next(Duration::from_secs(10));
+        let step = b["end_s"].as_f64().unwrap() - a["end_s"].as_f64().unwrap();
+        assert!((step - 0.5).abs() < 0.02, "{name}: hop is now {step} s");
+        let (took, status, _, stderr) = listener.terminate();
+        assert!(status.success(), "{name}: {status:?}; stderr:\n{stderr}");
+        assert!(
+            took < Duration::from_secs(1),
+            "{name}: took {took:?} to stop"
+        );
+        assert!(
+            stderr.contains(says),
+            "{name}: says {says:?}; stderr:\n{stderr}"
+        );
+        println!(
+            "| `{name}` | yes, a window every {step:.3} s | {:.0} ms | {} |",
+            took.as_secs_f64() * 1e3,
+            stderr
+                .lines()
+                .find(|l| l.contains("reload failed"))
+                .map(|l| l.split("] ").nth(1).unwrap_or(l))
+                .unwrap_or("")
+        );
+    }
+}
+
+fn threads_of(pid: u32) -> usize {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap()
+}
+
+/// A raw request; returns the whole response.
+fn http_raw(addr: &str, request: &str) -> String {
+    use std::io::Read;
+    let mut s = std::net::TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(request.as_bytes()).unwrap();
+    let mut response = String::new();
+    let _ = s.read_to_string(&mut response);
+    response
+}
+
+/// Issue 14, class 4: one client pipelining thousands of GETs without
+/// reading and hundreds of idle connections neither block the page for
+/// others nor add threads; only GET and HEAD answer 200.
+#[test]
+fn the_status_server_keeps_serving_under_abusive_clients() {
+    let dir = temp_dir("listen_http_abuse");
+    let alsa = AlsaFifo::new(&dir);
+    let _writer = Writer::start(&alsa.fifo, vec![Step::Audio(signal(120.0, 61))]);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut listener = alsa.listen(None, &["--hop", "0.5", "--http", &port.to_string()]);
+    listener.next(Duration::from_secs(60));
+    let before = threads_of(listener.pid());
+
+    // The pipeliner: 5000 GETs in one write burst, never reading.
+    let mut pipeliner = std::net::TcpStream::connect(&addr).unwrap();
+    pipeliner.set_nonblocking(true).unwrap();
+    let burst = format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\n\r\n").repeat(5000);
+    let mut sent = 0;
+    let until = Instant::now() + Duration::from_secs(2);
+    while sent < burst.len() && Instant::now() < until {
+        match pipeliner.write(&burst.as_bytes()[sent..]) {
+            Ok(n) => sent += n,
+            Err(_) => std::thread::sleep(Duration::from_millis(5)),
+        }
+    }
+    // The idlers: connected, silent.
+    let idle: Vec<_> = (0..400)
+        .filter_map(|_| std::net::TcpStream::connect(&addr).ok())
+        .collect();
+    assert!(idle.len() >= 300, "only {} idle connections", idle.len());
+    let during = threads_of(listener.pid());
+
+    let mut times = Vec::new();
+    for path in ["/", "/api/status", "/metrics"] {
+        for _ in 0..3 {
+            let t = Instant::now();
+            let (code, body) = http_get(&addr, path);
+            times.push(t.elapsed());
+            assert_eq!(code, 200, "{path}: {body}");
+        }
+    }
+    let worst = times.iter().max().unwrap();
+    assert!(*worst < Duration::from_secs(2), "slowest GET {worst:?}");
+    assert!(during <= before + 1, "threads {before} -> {during}");
+    let post = http_raw(&addr, "POST / HTTP/1.0\r\nContent-Length: 0\r\n\r\n");
+    assert!(post.starts_with("HTTP/1.1 405"), "{post}");
+    assert!(post.contains("Allow: GET, HEAD"), "{post}");
+    let head = http_raw(&addr, "HEAD /api/status HTTP/1.0\r\n\r\n");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(head.ends_with("\r\n\r\n"), "no body: {head}");
+    println!(
+        "threads before {before}, during {during}; {} idle connections; GETs: median {:?}, max {worst:?}",
+        idle.len(),
+        {
+            let mut t = times.clone();
+            t.sort();
+            t[t.len() / 2]
+        }
+    );
+    drop(idle);
+    drop(pipeliner);
+    let (took, status, _, stderr) = listener.terminate();
+    assert!(status.success(), "{status:?}; stderr:\n{stderr}");
+    assert!(took < Duration::from_secs(1), "took {took:?}");
+}
+
+/// Issue 14, class 3: `listen > /dev/full` is an error (exit 1, one line),
+/// not a silent success.
+#[test]
+fn a_full_stdout_stops_listen_with_an_error() {
+    let dir = temp_dir("listen_full");
+    let alsa = AlsaFifo::new(&dir);
+    let _writer = Writer::start(&alsa.fifo, vec![Step::Audio(signal(60.0, 71))]);
+    let mut cmd = genrepi();
+    cmd.env(
+        "ALSA_CONFIG_PATH",
+        format!("/usr/share/alsa/alsa.conf:{}", alsa.conf.display()),
+    )
+    .args([
+        "listen",
+        "--rate",
+        "48000",
+        "--channels",
+        "2",
+        "--format",
+        "i16",
+    ])
+    .args(["--hop", "0.5"])
+    .stdout(File::create("/dev/full").unwrap())
+    .stderr(Stdio::piped());
+    let child = cmd.spawn().unwrap();
+    let started = Instant::now();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("stdout: cannot write"), "{stderr}");
+    assert!(started.elapsed() < Duration::from_secs(60));
+}

@@ -9,8 +9,9 @@ checksum, shape checks, optimisation, inference) in milliseconds.
     python3 models/tools/make_tiny_model.py
 
 writes models/tiny/tiny.onnx + tiny.toml (native 1x128x130 input: the model
-the tests run) and
-tests/fixtures/models/tiny-rgb.onnx + .toml (1x3x32x32, the resize path).
+the tests run),
+tests/fixtures/models/tiny-rgb.onnx + .toml (1x3x32x32, the resize path) and
+tests/fixtures/models/nan-out.onnx + .toml (every output NaN).
 
     python3 models/tools/make_tiny_model.py --slow DIR [--layers N]
 
@@ -71,6 +72,29 @@ def build(channels: int, height: int, width: int, seed: int) -> onnx.ModelProto:
     graph = helper.make_graph(
         nodes, "genrepi-tiny",
         [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, channels, height, width])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, len(LABELS)])],
+        inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)],
+                              producer_name="genrepi make_tiny_model.py")
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model
+
+
+def build_nan() -> onnx.ModelProto:
+    """A model whose every output is NaN (a NaN bias after a mean), for the
+    test that such output is an error and never a verdict."""
+    w = np.ones((len(LABELS), 1), np.float32)
+    b = np.full(len(LABELS), np.nan, np.float32)
+    inits = [numpy_helper.from_array(w, "w"), numpy_helper.from_array(b, "b")]
+    nodes = [
+        helper.make_node("GlobalAveragePool", ["input"], ["p"]),
+        helper.make_node("Flatten", ["p"], ["f"], axis=1),
+        helper.make_node("Gemm", ["f", "w", "b"], ["logits"], transB=1),
+    ]
+    graph = helper.make_graph(
+        nodes, "genrepi-nan",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 1, 128, 130])],
         [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, len(LABELS)])],
         inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)],
@@ -297,3 +321,5 @@ if __name__ == "__main__":
           (1, 1, 128, 130), "Tiny test model with genrepi's native 1x128x130 input.")
     write(build(3, 32, 32, 1), ROOT / "tests/fixtures/models/tiny-rgb.onnx", "tiny-rgb-test",
           (1, 3, 32, 32), "Tiny test model with a resized 3-channel input (seed-style layout).")
+    write(build_nan(), ROOT / "tests/fixtures/models/nan-out.onnx", "nan-out-test",
+          (1, 1, 128, 130), "Test model whose output is always NaN.")

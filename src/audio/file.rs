@@ -7,11 +7,12 @@ use symphonia::core::codecs::audio::{AudioDecoder, AudioDecoderOptions};
 use symphonia::core::errors::Error as SymError;
 use symphonia::core::formats::probe::Hint;
 use symphonia::core::formats::{FormatOptions, FormatReader, TrackType};
-use symphonia::core::io::MediaSourceStream;
+use symphonia::core::io::{MediaSource, MediaSourceStream};
 use symphonia::core::meta::MetadataOptions;
 
 use super::{AudioSource, StreamFormat};
 use crate::error::{Error, Result};
+use crate::limits;
 
 /// A file decoded packet by packet, on demand.
 pub struct FileSource {
@@ -28,23 +29,38 @@ pub struct FileSource {
 
 impl FileSource {
     /// Opens and probes `path`; fails if it holds no decodable audio track.
+    /// Only regular files are opened (a folder, FIFO or device is refused
+    /// at once); the header's rate and channel count must be inside
+    /// [`limits::AUDIO_RATE`] and [`limits::AUDIO_CHANNELS`].
     pub fn open(path: &Path) -> Result<Self> {
         let name = path.display().to_string();
-        let file = File::open(path).map_err(|cause| Error::Read {
-            path: path.to_path_buf(),
-            cause,
-        })?;
+        let file: File = limits::open_regular(path, u64::MAX)?;
         let len = file.metadata().map(|m| m.len()).unwrap_or(0);
         if len == 0 {
             return Err(Error::Empty { what: name });
         }
+        let ext = path.extension().and_then(|e| e.to_str());
+        Self::from_media(&name, Box::new(file), ext)
+    }
+
+    /// Decodes audio from bytes in memory (what the fuzzer feeds);
+    /// `ext` hints at the container as a file name's extension would.
+    pub fn from_bytes(name: &str, bytes: Vec<u8>, ext: Option<&str>) -> Result<Self> {
+        if bytes.is_empty() {
+            return Err(Error::Empty { what: name.into() });
+        }
+        Self::from_media(name, Box::new(std::io::Cursor::new(bytes)), ext)
+    }
+
+    fn from_media(name: &str, media: Box<dyn MediaSource>, ext: Option<&str>) -> Result<Self> {
+        let name = name.to_string();
         let unsupported = |detail: String| Error::UnsupportedAudio {
             what: name.clone(),
             detail,
         };
-        let mss = MediaSourceStream::new(Box::new(file), Default::default());
+        let mss = MediaSourceStream::new(media, Default::default());
         let mut hint = Hint::new();
-        if let Some(ext) = path.extension().and_then(|e| e.to_str()) {
+        if let Some(ext) = ext {
             hint.with_extension(ext);
         }
         let reader = symphonia::default::get_probe()
@@ -54,7 +70,15 @@ impl FileSource {
                 FormatOptions::default(),
                 MetadataOptions::default(),
             )
-            .map_err(|e| unsupported(e.to_string()))?;
+            .map_err(|e| match e {
+                SymError::IoError(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
+                    Error::CorruptAudio {
+                        what: name.clone(),
+                        detail: "truncated: the file ends inside its header or first chunk".into(),
+                    }
+                }
+                e => unsupported(e.to_string()),
+            })?;
         let track = reader
             .default_track(TrackType::Audio)
             .ok_or_else(|| unsupported("no audio track".into()))?;
@@ -65,14 +89,16 @@ impl FileSource {
             .ok_or_else(|| unsupported("track has no audio codec parameters".into()))?;
         let sample_rate = params
             .sample_rate
-            .filter(|&r| r > 0)
             .ok_or_else(|| unsupported("unknown sample rate".into()))?;
+        let sample_rate = limits::AUDIO_RATE.check(sample_rate).map_err(unsupported)?;
         let channels = params
             .channels
             .as_ref()
             .map(|c| c.count())
-            .filter(|&c| c > 0)
             .ok_or_else(|| unsupported("unknown channel count".into()))?;
+        let channels = limits::AUDIO_CHANNELS
+            .check(channels)
+            .map_err(unsupported)?;
         let decoder = symphonia::default::get_codecs()
             .make_audio_decoder(params, &AudioDecoderOptions::default())
             .map_err(|e| unsupported(e.to_string()))?;
@@ -142,10 +168,16 @@ impl AudioSource for FileSource {
                     self.check_complete()?;
                     return Ok(false);
                 }
+                // Every container genrepi reads ends cleanly (`Ok(None)`);
+                // running out of bytes inside a packet or page means the
+                // file was cut off, even where no length was declared (OGG).
                 Err(SymError::IoError(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
                     self.done = true;
                     self.check_complete()?;
-                    return Ok(false);
+                    return Err(Error::CutOff {
+                        what: self.name.clone(),
+                        seconds: self.decoded_frames as f64 / self.format.sample_rate as f64,
+                    });
                 }
                 Err(e) => return Err(self.corrupt(e)),
             };
@@ -172,6 +204,24 @@ impl AudioSource for FileSource {
             }
             buf.resize(decoded.samples_interleaved(), 0.0);
             decoded.copy_to_slice_interleaved(&mut buf[..]);
+            if let Some(i) = buf
+                .iter()
+                .position(|x| !(-limits::SAMPLE_MAGNITUDE..=limits::SAMPLE_MAGNITUDE).contains(x))
+            {
+                let frame = self.decoded_frames + (i / self.format.channels) as u64;
+                let seconds = frame as f64 / self.format.sample_rate as f64;
+                if !buf[i].is_finite() {
+                    return Err(Error::NonFinite {
+                        what: self.name.clone(),
+                        seconds,
+                    });
+                }
+                return Err(self.corrupt(format!(
+                    "sample {} at {seconds:.3} s is beyond {}x full scale",
+                    buf[i],
+                    limits::SAMPLE_MAGNITUDE
+                )));
+            }
             self.decoded_frames += decoded.frames() as u64;
             return Ok(true);
         }

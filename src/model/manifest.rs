@@ -27,7 +27,9 @@ pub struct InputSpec {
     /// The input shape. `[1, 1, n_mels, frames]` feeds windows as they are;
     /// any other height/width gets a bilinear resize (PyTorch
     /// `interpolate(mode="bilinear", align_corners=False)`), and 3 channels
-    /// get the same image in each (the seed's `3×299×299`).
+    /// get the same image in each (the seed's `3×299×299`). Exactly four
+    /// numbers: anything else is refused, never cut or padded.
+    #[serde(deserialize_with = "four_dims")]
     pub shape: [usize; 4],
 }
 
@@ -37,6 +39,17 @@ impl Default for InputSpec {
             shape: [1, 1, 128, 130],
         }
     }
+}
+
+/// Reads an input shape as a list and insists on four dimensions.
+fn four_dims<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<[usize; 4], D::Error> {
+    let dims = Vec::<usize>::deserialize(d)?;
+    <[usize; 4]>::try_from(dims.as_slice()).map_err(|_| {
+        serde::de::Error::custom(format!(
+            "input shape must have 4 dimensions [1, C, H, W], got {}",
+            dims.len()
+        ))
+    })
 }
 
 /// Affine normalisation applied to each dB value: `(x - mean) / std`.
@@ -96,25 +109,36 @@ pub struct Manifest {
 impl Manifest {
     /// Reads and validates a manifest file.
     pub fn read(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|cause| Error::Read {
-            path: path.to_path_buf(),
-            cause,
+        let text = crate::limits::read_text(path).map_err(|e| match e {
+            Error::Read { cause, .. } => Error::Manifest {
+                path: path.to_path_buf(),
+                detail: cause.to_string(),
+            },
+            other => other,
         })?;
-        let manifest: Manifest = toml::from_str(&text).map_err(|e| Error::Manifest {
-            path: path.to_path_buf(),
-            detail: e.message().to_string(),
-        })?;
-        manifest.validate().map_err(|detail| Error::Manifest {
+        Self::parse(&text).map_err(|detail| Error::Manifest {
             path: path.to_path_buf(),
             detail,
-        })?;
+        })
+    }
+
+    /// Parses and validates a manifest's text.
+    pub fn parse(text: &str) -> std::result::Result<Self, String> {
+        let manifest: Manifest =
+            toml::from_str(text).map_err(|e| e.message().replace('\n', " "))?;
+        manifest.validate()?;
         Ok(manifest)
     }
 
     /// Checks the manifest on its own (the ONNX file is checked at load).
     pub fn validate(&self) -> std::result::Result<(), String> {
-        if self.labels.len() < 2 {
-            return Err("needs at least two labels".into());
+        use crate::limits::{INPUT_SIDE, INPUT_VALUES, LABEL_CHARS, LABELS};
+        LABELS.check(self.labels.len())?;
+        for label in &self.labels {
+            LABEL_CHARS.check(label.chars().count())?;
+            if label.chars().any(char::is_control) {
+                return Err(format!("label {label:?} holds a control character"));
+            }
         }
         let mut seen = HashSet::new();
         if let Some(dup) = self.labels.iter().find(|l| !seen.insert(l.as_str())) {
@@ -127,11 +151,15 @@ impl Manifest {
                 self.input.shape
             ));
         }
+        INPUT_SIDE.check(height)?;
+        INPUT_SIDE.check(width)?;
+        INPUT_VALUES.check(channels * height * width)?;
         let Normalize { mean, std } = self.normalize;
-        if !(std.is_finite() && std != 0.0 && mean.is_finite()) {
-            return Err(
-                "normalize.mean must be finite and normalize.std finite and non-zero".into(),
-            );
+        // A tiny std would make every input infinite.
+        if !((1e-6..=1e6).contains(&std.abs()) && mean.abs() <= 1e6) {
+            return Err(format!(
+                "normalize: need 1e-6 <= |std| <= 1e6 and |mean| <= 1e6, got mean {mean} std {std}"
+            ));
         }
         if self.sha256.len() != 64 || !self.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err("sha256 must be 64 hex digits".into());
@@ -171,7 +199,13 @@ pub fn locate(explicit: Option<&Path>) -> Result<PathBuf> {
         } else {
             path.clone()
         };
-        if !manifest.is_file() {
+        if manifest.is_dir() {
+            return Err(Error::Manifest {
+                path: manifest,
+                detail: "is a folder; give the manifest (.toml) or the .onnx beside it".into(),
+            });
+        }
+        if !manifest.exists() {
             return Err(Error::Manifest {
                 path: manifest,
                 detail: format!("not found (model given as {})", path.display()),

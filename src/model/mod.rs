@@ -86,15 +86,21 @@ impl std::fmt::Debug for Model {
 }
 
 /// Hex sha256 of a file, read in blocks (never the whole file in memory),
-/// and its size in bytes.
-pub fn sha256_file(path: &Path) -> std::io::Result<(String, u64)> {
+/// and its size in bytes. Only a regular file of at most
+/// [`crate::limits::MODEL_BYTES`] is read: a FIFO or `/dev/zero` is refused
+/// at once.
+pub fn sha256_file(path: &Path) -> Result<(String, u64)> {
     use std::io::Read;
-    let mut file = std::fs::File::open(path)?;
+    let mut file = crate::limits::open_regular(path, crate::limits::MODEL_BYTES)?;
+    let read_err = |cause: std::io::Error| Error::Read {
+        path: path.to_path_buf(),
+        cause,
+    };
     let mut hasher = Sha256::new();
     let mut block = vec![0u8; 1 << 20];
     let mut size = 0u64;
     loop {
-        let n = file.read(&mut block)?;
+        let n = file.read(&mut block).map_err(read_err)?;
         if n == 0 {
             break;
         }
@@ -227,10 +233,7 @@ impl Model {
         let onnx_path = dir.join(file);
         // Hashed in blocks, then parsed by tract from the file: the weights
         // are never in memory twice.
-        let (digest, onnx_bytes) = sha256_file(&onnx_path).map_err(|cause| Error::Read {
-            path: onnx_path.clone(),
-            cause,
-        })?;
+        let (digest, onnx_bytes) = sha256_file(&onnx_path)?;
         let mismatch = |detail: String| Error::Model {
             path: onnx_path.clone(),
             detail,
@@ -785,11 +788,42 @@ impl Classifier {
                 *p = x;
             }
         }
-        if self.model.manifest.output == OutputKind::Logits {
-            softmax(&mut self.probs);
-        }
+        check_output(&mut self.probs, self.model.manifest.output)?;
         Ok(&self.probs)
     }
+}
+
+/// How far a model's probabilities may stray from [0, 1] and from summing
+/// to one (rounding in FP16 and INT8 arithmetic stays far inside it).
+const PROBABILITY_TOLERANCE: f32 = 0.01;
+
+/// Checks one window's raw model output and turns logits into
+/// probabilities. NaN, infinity, or "probabilities" outside [0, 1] or not
+/// summing to one are an error for this window: never a verdict.
+pub fn check_output(probs: &mut [f32], kind: OutputKind) -> Result<()> {
+    if let Some(x) = probs.iter().find(|x| !x.is_finite()) {
+        return Err(Error::Inference(format!(
+            "the model's output holds {x} (not a finite number)"
+        )));
+    }
+    match kind {
+        OutputKind::Logits => softmax(probs),
+        OutputKind::Probabilities => {
+            let t = PROBABILITY_TOLERANCE;
+            let sum: f32 = probs.iter().sum();
+            if let Some(p) = probs.iter().find(|&&p| !(-t..=1.0 + t).contains(&p)) {
+                return Err(Error::Inference(format!(
+                    "the model's output {p} is not a probability (manifest: output = \"probabilities\")"
+                )));
+            }
+            if (sum - 1.0).abs() > t {
+                return Err(Error::Inference(format!(
+                    "the model's probabilities sum to {sum}, not 1 (manifest: output = \"probabilities\")"
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// In-place numerically stable softmax.

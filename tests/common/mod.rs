@@ -55,7 +55,7 @@ pub fn write_wav_i16(path: &Path, rate: u32, channels: u16, samples: &[i16]) {
     b.extend_from_slice(&1u16.to_le_bytes());
     b.extend_from_slice(&channels.to_le_bytes());
     b.extend_from_slice(&rate.to_le_bytes());
-    b.extend_from_slice(&(rate * channels as u32 * 2).to_le_bytes());
+    b.extend_from_slice(&rate.wrapping_mul(channels as u32 * 2).to_le_bytes());
     b.extend_from_slice(&(channels * 2).to_le_bytes());
     b.extend_from_slice(&16u16.to_le_bytes());
     b.extend_from_slice(b"data");
@@ -77,7 +77,7 @@ pub fn write_wav_f32(path: &Path, rate: u32, channels: u16, samples: &[f32]) {
     b.extend_from_slice(&3u16.to_le_bytes());
     b.extend_from_slice(&channels.to_le_bytes());
     b.extend_from_slice(&rate.to_le_bytes());
-    b.extend_from_slice(&(rate * channels as u32 * 4).to_le_bytes());
+    b.extend_from_slice(&rate.wrapping_mul(channels as u32 * 4).to_le_bytes());
     b.extend_from_slice(&(channels * 4).to_le_bytes());
     b.extend_from_slice(&32u16.to_le_bytes());
     b.extend_from_slice(b"data");
