@@ -146,7 +146,7 @@ struct ListenArgs {
     #[arg(long, value_name = "N", value_parser = channels)]
     channels: Option<u16>,
     /// Capture sample format: i16, i32, f32, u8… [default: the device's].
-    #[arg(long, value_name = "FORMAT")]
+    #[arg(long, value_name = "FORMAT", value_parser = sample_format)]
     format: Option<String>,
     /// Seconds between window starts (0.01 to 3600), or `auto` to follow
     /// inference time [default: 1.0].
@@ -193,6 +193,11 @@ struct ListenArgs {
 /// `--channels`: a count in [`limits::AUDIO_CHANNELS`].
 fn channels(s: &str) -> Result<u16, String> {
     limits::parser(limits::AUDIO_CHANNELS)(s).map(|c| c as u16)
+}
+
+/// `listen --format`: a sample format genrepi captures.
+fn sample_format(s: &str) -> Result<String, String> {
+    genrepi::audio::capture::parse_sample_format(s).map(|_| s.to_string())
 }
 
 /// `listen --hop`: seconds in range, or `auto`.

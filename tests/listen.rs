@@ -595,11 +595,12 @@ fn missing_device_is_a_clear_error_for_devices_and_bad_options() {
     let (code, err) = run(&["listen", "--max-memory", "1M"]);
     assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("--max-memory 1 MiB is too small"), "{err}");
+    // Bad option values are usage errors (exit 2), found before any load.
     let (code, err) = run(&["listen", "--hop", "fast"]);
-    assert_eq!(code, Some(1), "{err}");
+    assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("hop must be"), "{err}");
     let (code, err) = run(&["listen", "--format", "i12"]);
-    assert_eq!(code, Some(1), "{err}");
+    assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("unknown sample format 'i12'"), "{err}");
     let (code, err) = run(&["listen", "--config", "/nonexistent/genrepi.toml"]);
     assert_eq!(code, Some(1), "{err}");
@@ -618,7 +619,7 @@ fn missing_device_is_a_clear_error_for_devices_and_bad_options() {
     let (code, err) = run(&["listen", "--http", &addr]);
     assert_eq!(code, Some(1), "{err}");
     assert!(
-        err.contains(&format!("--http {addr}: cannot listen")),
+        err.contains(&format!("status server {addr}: cannot listen")),
         "{err}"
     );
     let (code, out) = {
@@ -1012,11 +1013,20 @@ fn the_status_server_keeps_serving_under_abusive_clients() {
             Err(_) => std::thread::sleep(Duration::from_millis(5)),
         }
     }
-    // The idlers: connected, silent.
-    let idle: Vec<_> = (0..400)
+    // The idlers: connected, silent (GENREPI_IDLE_CLIENTS for more, within
+    // the test's descriptor limit).
+    let idlers: usize = std::env::var("GENREPI_IDLE_CLIENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(400);
+    let idle: Vec<_> = (0..idlers)
         .filter_map(|_| std::net::TcpStream::connect(&addr).ok())
         .collect();
-    assert!(idle.len() >= 300, "only {} idle connections", idle.len());
+    assert!(
+        idle.len() >= idlers * 3 / 4,
+        "only {} idle connections",
+        idle.len()
+    );
     let during = threads_of(listener.pid());
 
     let mut times = Vec::new();
