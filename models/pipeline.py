@@ -1,27 +1,33 @@
 #!/usr/bin/env python3
 """genrepi's model pipeline: features -> train -> export -> quantize -> evaluate -> report.
 
-    python3 models/pipeline.py [--data GTZAN_DIR] [--ship]     # the full run
-    python3 models/pipeline.py --quick                         # smoke test, minutes
-    python3 models/pipeline.py --cv-only --ship                # cross-validate the shipped recipe
+    python3 models/pipeline.py --cv-only --recipes loop,before   # choose a recipe by CV
+    python3 models/pipeline.py --recipe loop --ship              # the full run, shipped
+    python3 models/pipeline.py --quick                           # smoke test, minutes
 
-Dependencies: models/requirements.txt. Any GTZAN-layout folder works
-(DIR/<genre>/<clip>); the default is ../shared/gtzan-mini.
+Dependencies: models/requirements.txt. `--data` takes any GTZAN-layout
+folder (DIR/<genre>/<clip>) and can be repeated; the default is
+../shared/gtzan-mini plus ../shared/gtzan-excerpts.
 
-1. Features come from `genrepi features` (never from Python feature code):
-   non-overlapping 1x128x130 windows, normalised as the manifest says.
-2. Clips are dealt into k folds (stratified by genre, fixed seed). The
-   shipped model holds out fold 0; the rest is split again into training and
-   validation clips (early stopping). Windows of one clip never cross.
-3. torchvision's ResNet-152 (1-channel conv1) trains from scratch with time
-   shift, gain, SpecAugment masks and mixup, AdamW one-cycle.
-4. Export to ONNX with a genrepi manifest (labels, features, normalisation,
-   checksum, provenance), then the variants: FP16 on disk widened at load,
-   FP16, INT8 dynamic, INT8 static per-channel calibrated on training
-   windows (and, to show how static INT8 breaks, on un-normalised ones; and
-   after quantization-aware fine-tuning, models/tools/qat_int8.py), 50%
-   pruned and fine-tuned, and the seed's 3x299x299 input at an equal small
-   budget.
+1. Features come from `genrepi features` (never from Python feature code),
+   one run per folder: non-overlapping 1x128x130 windows, normalised as the
+   manifest says; a recording shorter than a window becomes one as the
+   recipe's `short_input` says (silence padding or looping), exactly as
+   genrepi will treat it once the manifest says so. Recipes with random
+   crops also read windows cut every 0.5 s.
+2. Tracks (a file name without its extension: GTZAN's `genre.00042`) are
+   dealt into k folds stratified by genre (fixed seed): every cut of one
+   track lands in one fold. The shipped model holds out fold 0; the rest is
+   split again by track into training and validation (early stopping).
+3. torchvision's ResNet-152 (1-channel conv1) trains from scratch with
+   random crops, time shift, gain, SpecAugment masks and mixup, AdamW
+   one-cycle (on a GPU when PyTorch sees one).
+4. Export to ONNX with a genrepi manifest (labels, features, short-input
+   policy, normalisation, checksum, provenance), then the variants: FP16 on
+   disk widened at load, FP16, INT8 dynamic, INT8 static per-channel, INT8
+   QOperator per-tensor after quantization-aware fine-tuning
+   (models/tools/qat_int8.py), 50% pruned and fine-tuned, and the seed's
+   3x299x299 input at an equal small budget.
 5. Every variant is evaluated with `genrepi eval` (tract) and onnxruntime on
    the same held-out windows, with their agreement; the other folds give
    the cross-validated accuracy.
@@ -30,9 +36,9 @@ Dependencies: models/requirements.txt. Any GTZAN-layout folder works
 
 Trained networks are cached in OUT/checkpoints under a hash of everything that
 decides them, so a rerun (or an interrupted run) only trains what is missing.
-`--cv-only` needs no checkpoint: it takes fold 0 from the shipped model (its
-manifest names its held-out clips), trains the other folds and rewrites only
-the report's cross-validation section and the shipped manifest's metrics.
+`--cv-only` trains and evaluates every fold of every recipe in `--recipes`
+on the same folds and writes OUT/CV.md (full clips and short excerpts apart),
+which is how the shipped recipe is chosen.
 """
 import argparse
 import hashlib
@@ -70,35 +76,88 @@ def run(cmd, **kw):
 
 
 # ---------------------------------------------------------------- features
-def features(data: Path, out: Path):
+# How each recipe turns a recording shorter than one window into a window
+# (the manifest's [features] short_input): genrepi's features, replay, eval
+# and listen all follow the shipped manifest, so training sees what they do.
+SHORT_INPUT = "pad"
+
+
+def features_manifest(out: Path, policy: str) -> Path:
+    """A manifest for `genrepi features` with the shipped front-end and
+    normalisation and `short_input = policy`. It runs the tiny test model
+    (the features do not depend on the network; it loads in milliseconds)."""
+    tiny = ROOT / "models/tiny/tiny.toml"
+    text = tiny.read_text()
+    text = text.replace('model = "tiny.onnx"', f'model = {json.dumps(str(tiny.parent / "tiny.onnx"))}')
+    text = text.replace("top_db = 80.0", f'top_db = 80.0\nshort_input = "{policy}"')
+    path = out / f"features-{policy}.toml"
+    path.write_text(text)
+    return path
+
+
+def features(data_dirs, out: Path, policy: str = None, hop: float = None):
+    """Windows of every clip in `data_dirs` (GTZAN-layout folders) from
+    `genrepi features`, one run per folder, concatenated: non-overlapping
+    windows, or every `hop` seconds. Short recordings become a window as
+    `policy` says."""
     if not GENREPI.exists():
         run(["cargo", "build", "--release", "--bin", "genrepi"], cwd=ROOT)
-    npz = out / "features.npz"
-    run([GENREPI, "--model", FEATURES_MANIFEST, "features", data, "--out", npz])
-    d = np.load(npz)
-    meta = json.loads(npz.with_suffix(".json").read_text())
-    return d["x"].astype(np.float32), d["y"].astype(np.int64), d["clip"].astype(np.int64), meta
+    policy = policy or SHORT_INPUT
+    manifest = features_manifest(out, policy)
+    xs, ys, clips, meta = [], [], [], None
+    for i, data in enumerate(data_dirs if isinstance(data_dirs, (list, tuple)) else [data_dirs]):
+        tag = f"{policy}-{i}" + (f"-hop{hop}" if hop else "")
+        npz = out / f"features-{tag}.npz"
+        cmd = [GENREPI, "--model", manifest, "features", data, "--out", npz]
+        run(cmd + (["--hop", str(hop)] if hop else []))
+        d = np.load(npz)
+        m = json.loads(npz.with_suffix(".json").read_text())
+        offset = len(meta["clips"]) if meta else 0
+        xs.append(d["x"].astype(np.float32))
+        ys.append(d["y"].astype(np.int64))
+        clips.append(d["clip"].astype(np.int64) + offset)
+        if meta is None:
+            meta = m
+        else:
+            if m["labels"] != meta["labels"]:
+                sys.exit(f"error: {data}: its genres differ from {data_dirs[0]}'s")
+            for key in ("clips", "clip_seconds", "clip_short", "failed"):
+                meta[key] = meta[key] + m[key]
+    return np.concatenate(xs), np.concatenate(ys), np.concatenate(clips), meta
 
 
-def split_clips(clip_labels: np.ndarray, test_fraction: float, seed: int):
-    """Stratified split of clip indices: per genre, a fixed-seed shuffle."""
+def track_of(path: str) -> str:
+    """A clip's track: its file name without the extension (GTZAN's
+    `genre.00042`), so every cut of one track lands in the same fold."""
+    return Path(path).stem
+
+
+def split_clips(clip_labels: np.ndarray, test_fraction: float, seed: int, tracks=None):
+    """Stratified split of clip indices by track: per genre, a fixed-seed
+    shuffle of the tracks; every clip of a track goes where its track goes."""
+    tracks = np.asarray(tracks if tracks is not None else np.arange(len(clip_labels)))
     rng = np.random.default_rng(seed)
     train, test = [], []
     for g in np.unique(clip_labels):
-        ids = np.flatnonzero(clip_labels == g)
+        ids = sorted(set(tracks[clip_labels == g].tolist()))
         rng.shuffle(ids)
         n_test = max(1, int(round(len(ids) * test_fraction)))
-        test += ids[:n_test].tolist()
-        train += ids[n_test:].tolist()
+        chosen = set(ids[:n_test])
+        for c in np.flatnonzero(clip_labels == g):
+            (test if tracks[c] in chosen else train).append(int(c))
     return sorted(train), sorted(test)
 
 
 class Data:
-    """Windows from `genrepi features`, with each clip's genre."""
+    """Windows from `genrepi features`, with each clip's genre and track."""
 
     def __init__(self, x, y, clip, meta):
         self.x, self.y, self.clip, self.meta = x, y, clip, meta
         self.clip_labels = np.array([y[clip == c][0] for c in range(len(meta["clips"]))])
+        self.tracks = np.array([track_of(c) for c in meta["clips"]])
+        # Recordings shorter than one window (GTZAN excerpts): reported apart.
+        self.short = np.array([s is not None for s in meta.get("clip_short",
+                                                                [None] * len(meta["clips"]))])
 
     def sel(self, clips):
         return np.isin(self.clip, clips)
@@ -107,25 +166,30 @@ class Data:
         return [Path(self.meta["clips"][c]).name for c in clips]
 
 
-def stratified_folds(clip_labels: np.ndarray, k: int, seed: int) -> np.ndarray:
-    """The fold of each clip: per genre, a fixed-seed shuffle dealt round-robin."""
+def stratified_folds(clip_labels: np.ndarray, k: int, seed: int, tracks=None) -> np.ndarray:
+    """The fold of each clip, by track: per genre, a fixed-seed shuffle of
+    its tracks dealt round-robin; every clip of a track shares its fold."""
+    tracks = np.asarray(tracks if tracks is not None else np.arange(len(clip_labels)))
     rng = np.random.default_rng(seed)
     fold_of = np.empty(len(clip_labels), np.int64)
     for g in np.unique(clip_labels):
-        ids = np.flatnonzero(clip_labels == g)
+        ids = sorted(set(tracks[clip_labels == g].tolist()))
         rng.shuffle(ids)
-        fold_of[ids] = np.arange(len(ids)) % k
+        fold = {t: i % k for i, t in enumerate(ids)}
+        for c in np.flatnonzero(clip_labels == g):
+            fold_of[c] = fold[tracks[c]]
     return fold_of
 
 
 def fold_split(data: Data, fold_of: np.ndarray, fold: int, seed: int):
     """Fold `fold` is held out; the rest is split again into training clips
-    and validation clips (for early stopping), stratified."""
+    and validation clips (for early stopping), stratified, by track."""
     test = np.flatnonzero(fold_of == fold).tolist()
     rest = np.flatnonzero(fold_of != fold)
-    fit, val = split_clips(data.clip_labels[rest], 0.15, seed + 1 + fold)
+    fit, val = split_clips(data.clip_labels[rest], 0.15, seed + 1 + fold, data.tracks[rest])
     fit, val = rest[fit].tolist(), rest[val].tolist()
     assert not (set(fit) | set(val)) & set(test)
+    assert not set(data.tracks[fit]) & set(data.tracks[test])
     return fit, val, test
 
 
@@ -180,29 +244,58 @@ def cpu_has_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def train(net, x_tr, y_tr, x_va, y_va, epochs, batch, lr, patience, seed, classes, precision):
+def device_of(precision_or_recipe=None) -> str:
+    """`cuda` when PyTorch sees a GPU (a lent device machine), else `cpu`;
+    PIPELINE_DEVICE overrides. Nothing here needs a GPU."""
+    return os.environ.get("PIPELINE_DEVICE") or ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def train(net, x_tr, y_tr, x_va, y_va, epochs, batch, lr, patience, seed, classes, precision,
+          groups=None, per_group=None):
     """AdamW with a one-cycle schedule; keeps the weights of the best
-    validation epoch and stops after `patience` epochs without improvement."""
+    validation epoch and stops after `patience` epochs without improvement.
+
+    Random crops: with `groups` (the clip of each training window, cut
+    every fraction of a window) and `per_group` (how many windows to draw
+    from each clip per epoch), every epoch sees a fresh random set of crops
+    of each clip, as many as its non-overlapping windows; a clip with one
+    window (a short excerpt) gives it every epoch."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
+    dev = device_of()
+    net.to(dev)
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
-    steps = epochs * sum(1 for s in range(0, len(x_tr), batch) if len(x_tr) - s >= 2)
+    pools = None
+    if groups is not None:
+        pools = [np.flatnonzero(groups == g) for g in np.unique(groups)]
+        per_epoch = sum(per_group(len(p)) for p in pools)
+    else:
+        per_epoch = len(x_tr)
+    steps = epochs * sum(1 for s in range(0, per_epoch, batch) if per_epoch - s >= 2)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(1, steps),
                                                 pct_start=0.2)
     best, best_state, waited, history = -1.0, None, 0, []
     xt, yt = torch.from_numpy(x_tr), torch.from_numpy(y_tr)
     bf16 = precision == "bf16"
-    log(f"training on {len(xt)} windows, batch {batch}, {'bf16 autocast' if bf16 else 'fp32'}")
+    log(f"training on {per_epoch} windows an epoch (of {len(xt)}), batch {batch}, "
+        f"{'bf16 autocast' if bf16 else 'fp32'}, {dev}")
     for epoch in range(epochs):
         net.train()
-        order = torch.randperm(len(xt))
+        if pools is None:
+            order = torch.randperm(len(xt))
+        else:
+            chosen = np.concatenate([rng.choice(p, per_group(len(p)),
+                                                replace=per_group(len(p)) > len(p))
+                                     for p in pools])
+            order = torch.from_numpy(rng.permutation(chosen))
         t0, losses = time.time(), []
         for s in range(0, len(order), batch):
             idx = order[s:s + batch]
             if len(idx) < 2:
                 continue
             xb, tb = augment(xt[idx], yt[idx], classes, rng)
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            xb, tb = xb.to(dev), tb.to(dev)
+            with torch.autocast(dev, dtype=torch.bfloat16, enabled=bf16):
                 out = net(xb)
             loss = torch.nn.functional.cross_entropy(out.float(), tb)
             opt.zero_grad()
@@ -217,12 +310,13 @@ def train(net, x_tr, y_tr, x_va, y_va, epochs, batch, lr, patience, seed, classe
             f"({time.time() - t0:.0f} s)")
         if acc > best:
             best, waited = acc, 0
-            best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+            best_state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
         else:
             waited += 1
             if waited >= patience:
                 log(f"early stop: no improvement for {patience} epochs")
                 break
+    net.cpu()
     net.load_state_dict(best_state)
     return history
 
@@ -230,7 +324,8 @@ def train(net, x_tr, y_tr, x_va, y_va, epochs, batch, lr, patience, seed, classe
 @torch.no_grad()
 def predict(net, x, batch=32):
     net.eval()
-    out = [torch.softmax(net(torch.from_numpy(x[s:s + batch])), 1).numpy()
+    dev = next(net.parameters()).device
+    out = [torch.softmax(net(torch.from_numpy(x[s:s + batch]).to(dev)), 1).cpu().numpy()
            for s in range(0, len(x), batch)]
     return np.concatenate(out) if out else np.zeros((0, 10), np.float32)
 
@@ -258,17 +353,60 @@ def cached_net(cache: Path, key: dict, classes: int, fit):
     return net, history
 
 
-def fit_fold(data: Data, fold_of, fold: int, recipe: dict, out: Path):
-    """Trains `recipe` with fold `fold` held out (cached)."""
+# Training recipes, chosen by the cross-validation mean (--cv-only --recipes).
+# `train_on`: "all" clips, or only "full" ones (a window or longer);
+# `short_input`: how a short recording becomes a window (in training, eval
+# and the shipped manifest alike); `crop_hop`: train on random crops cut
+# every that many seconds (None: the non-overlapping windows only);
+# `repeat_short`: how many times a short clip's window is drawn an epoch.
+RECIPES = {
+    "before": {"train_on": "full", "short_input": "pad", "crop_hop": None, "repeat_short": 1},
+    "loop": {"train_on": "all", "short_input": "loop", "crop_hop": 0.5, "repeat_short": 1},
+    "pad": {"train_on": "all", "short_input": "pad", "crop_hop": 0.5, "repeat_short": 1},
+    "loop-x2": {"train_on": "all", "short_input": "loop", "crop_hop": 0.5, "repeat_short": 2},
+}
+
+
+class Crops:
+    """Every `crop_hop` seconds of windows of the same clips, for random crops."""
+
+    def __init__(self, data_dirs, out, policy, hop):
+        x, y, clip, meta = features(data_dirs, out, policy, hop)
+        self.x, self.y, self.clip, self.meta, self.hop = x, y, clip, meta, hop
+
+
+def fit_fold(data: Data, fold_of, fold: int, recipe: dict, out: Path, crops: "Crops" = None):
+    """Trains `recipe` with fold `fold` held out (cached). `data` holds the
+    non-overlapping windows (validation, evaluation); `crops`, when the
+    recipe uses random crops, the overlapping ones of the same clips."""
     fit, val, test = fold_split(data, fold_of, fold, recipe["seed"])
-    log(f"fold {fold} ({recipe['input']}, up to {recipe['epochs']} epochs): train {len(fit)} "
-        f"clips, validation {len(val)}, held out {len(test)}")
+    if recipe.get("train_on") == "full":
+        fit = [c for c in fit if not data.short[c]]
+    log(f"fold {fold} ({recipe.get('name', recipe['input'])}, up to {recipe['epochs']} epochs): "
+        f"train {len(fit)} clips, validation {len(val)}, held out {len(test)}")
     key = dict(recipe, fit=data.names(fit), val=data.names(val))
-    train_on = lambda net: train(net, data.x[data.sel(fit)], data.y[data.sel(fit)],
-                                 data.x[data.sel(val)], data.y[data.sel(val)], recipe["epochs"],
-                                 recipe["batch"], recipe["lr"], recipe["patience"],
-                                 recipe["seed"], len(data.meta["labels"]), recipe["precision"])
-    net, history = cached_net(out / "checkpoints", key, len(data.meta["labels"]), train_on)
+    classes = len(data.meta["labels"])
+    x_va, y_va = data.x[data.sel(val)], data.y[data.sel(val)]
+    if crops is not None and recipe.get("crop_hop"):
+        assert crops.meta["clips"] == data.meta["clips"], "crops and windows of other clips"
+        sel = np.isin(crops.clip, fit)
+        window_s = 3.0883  # one 130-frame window at 22050 Hz
+        stride = window_s / recipe["crop_hop"]
+        repeat = recipe.get("repeat_short", 1)
+        # A clip cut every crop_hop gives n windows; draw as many as it has
+        # non-overlapping ones (a single-window clip: `repeat` times).
+        per_group = lambda n: min(n, max(1, int(round(n / stride)))) if n > 1 else repeat
+        train_on = lambda net: train(net, crops.x[sel], crops.y[sel], x_va, y_va,
+                                     recipe["epochs"], recipe["batch"], recipe["lr"],
+                                     recipe["patience"], recipe["seed"], classes,
+                                     recipe["precision"], groups=crops.clip[sel],
+                                     per_group=per_group)
+    else:
+        train_on = lambda net: train(net, data.x[data.sel(fit)], data.y[data.sel(fit)], x_va,
+                                     y_va, recipe["epochs"], recipe["batch"], recipe["lr"],
+                                     recipe["patience"], recipe["seed"], classes,
+                                     recipe["precision"])
+    net, history = cached_net(out / "checkpoints", key, classes, train_on)
     return net, history, (fit, val, test), key
 
 
@@ -328,7 +466,9 @@ def write_manifest(onnx_path: Path, name: str, labels, input: str, provenance: d
     manifest = manifest or onnx_path.with_suffix(".toml")
     digest = hashlib.sha256(onnx_path.read_bytes()).hexdigest()
     base = FEATURES_MANIFEST.read_text()
-    features = base[base.index("[features]"):base.index("[provenance]")].strip()
+    features = base[base.index("[features]"):].split("\n\n")[0].strip()
+    features = "\n".join(l for l in features.splitlines() if not l.startswith("short_input"))
+    features += f'\nshort_input = "{SHORT_INPUT}"'
     prov = "\n".join(f"{k} = {json.dumps(v, ensure_ascii=False)}"
                      for k, v in provenance.items())
     model = os.path.relpath(onnx_path, manifest.parent)
@@ -589,89 +729,110 @@ def fold_result(data, f, trained):
     net, history, (_, _, test), _ = trained
     sel = data.sel(test)
     probs = predict(net, data.x[sel])
-    return {"fold": f, "clips": len(test), "epochs": len(history),
-            "window_acc": float((probs.argmax(1) == data.y[sel]).mean()),
-            "clip_acc": clip_accuracy(probs, data.y[sel], data.clip[sel])}
+    y, clip = data.y[sel], data.clip[sel]
+    row = {"fold": f, "clips": len(test), "epochs": len(history),
+           "train_minutes": sum(h.get("seconds", 0) for h in history) / 60,
+           "window_acc": float((probs.argmax(1) == y).mean()),
+           "clip_acc": clip_accuracy(probs, y, clip)}
+    # Full clips and short excerpts apart (an excerpt is one window).
+    for part, keep in (("full", ~data.short), ("short", data.short)):
+        chosen = [c for c in test if keep[c]]
+        m = np.isin(clip, chosen)
+        row[f"{part}_clips"] = len(chosen)
+        row[f"{part}_window_acc"] = float((probs[m].argmax(1) == y[m]).mean()) if m.any() else None
+        row[f"{part}_clip_acc"] = clip_accuracy(probs[m], y[m], clip[m]) if m.any() else None
+    return row
 
 
-def cross_validate(data, fold_of, k, limit, recipe, first, out, publish):
+def cross_validate(data, fold_of, k, limit, recipe, first, out, publish, crops=None):
     """Clip and window accuracy of `recipe` on each held-out fold (PyTorch
     FP32), handing the folds so far to `publish` after each. Fold 0 is
     `first`, the model already trained."""
     folds = []
     for f in range(min(k, limit)):
         folds.append(fold_result(data, f, first if f == 0 else
-                                 fit_fold(data, fold_of, f, recipe, out)))
+                                 fit_fold(data, fold_of, f, recipe, out, crops)))
         log(f"CV fold {f}: {json.dumps(folds[-1])}")
         publish(folds)
     return folds
 
 
 
-def shipped_fold0(data, fold_of, k, seed):
-    """Fold 0 of the cross-validation from the shipped model itself
-    (models/default.toml, onnxruntime; its FP16 weights widened, as tract
-    does, which gives FP32's accuracy): for `--cv-only` on a machine that
-    does not have the fold-0 checkpoint. Refuses a model that did not hold
-    out exactly fold 0 of this split."""
-    manifest = ROOT / "models/default.toml"
-    text = manifest.read_text()
-    field = lambda key: json.loads(next(l for l in text.splitlines()
-                                        if l.startswith(f"{key} =")).split("=", 1)[1])
-    _, _, test = fold_split(data, fold_of, 0, seed)
-    if sorted(field("held_out")) != sorted(data.names(test)):
-        sys.exit(f"error: {manifest}: its held-out clips are not fold 0 of this split "
-                 f"({k} folds, seed {seed}); run the full pipeline instead")
-    sel = data.sel(test)
-    probs, _ = ort_probs(ROOT / "models" / field("model"), data.x[sel])
-    return {"fold": 0, "clips": len(test), "epochs": int(field("epochs").split()[0]),
-            "window_acc": float((probs.argmax(1) == data.y[sel]).mean()),
-            "clip_acc": clip_accuracy(probs, data.y[sel], data.clip[sel]),
-            "from": "shipped model, onnxruntime"}
-
-
-def cv_only(args, data, fold_of, recipe, report_path, started):
-    """Cross-validation alone: fold 0 from the shipped model, folds 1..k-1
-    trained (cached), the report's cross-validation section and the shipped
-    manifest's metrics rewritten after each fold; nothing else changes."""
-    folds = [shipped_fold0(data, fold_of, args.folds, args.seed)]
-    log(f"CV fold 0: {json.dumps(folds[-1])}")
+def cv_only(args, data_dirs, base, started):
+    """Every recipe of --recipes on the same k folds by track: each fold
+    trained (cached in OUT/checkpoints) and evaluated on its held-out tracks
+    in PyTorch FP32, full clips and short excerpts apart. Writes OUT/cv.json
+    and OUT/CV.md after every fold, so a stopped run keeps what it did."""
+    recipes = args.recipes.split(",")
     limit = min(args.folds, args.cv_limit or args.folds)
+    results = {}
+    cv_json, cv_md = args.out / "cv.json", args.out / "CV.md"
+    if cv_json.exists():
+        results = {r: v for r, v in json.loads(cv_json.read_text()).get("recipes", {}).items()
+                   if r in recipes}
 
     def publish():
         minutes = (time.time() - started) / 60
-        (args.out / "cv.json").write_text(json.dumps({"recipe": recipe, "folds": folds,
-                                                      "minutes": minutes}, indent=1))
-        report = report_path.read_text()
-        start = report.index("## Cross-validation")
-        end = report.index("\n## ", start) + 1
-        metrics_line = next(l for l in (ROOT / "models/default.toml").read_text().splitlines()
-                            if l.startswith("metrics ="))
-        old_metrics = json.loads(metrics_line.split("=", 1)[1])
-        metrics = old_metrics.split("; ")[0] + "; " + cv_metrics(folds, args.folds)
-        cmd = "python3 models/pipeline.py --cv-only" + (
-            f" --precision {args.precision}" if args.precision != "auto" else "") + (
-            f" --cv-limit {args.cv_limit}" if args.cv_limit else "") + (
-            " --ship" if args.ship else "")
-        section = cv_section(folds, args.folds, (
-            f"Written by `{cmd}` ({minutes:.0f} min): fold 0 is the shipped model "
-            "(`models/default.toml`, onnxruntime); folds 1 to "
-            f"{args.folds - 1} are the same recipe trained again ({recipe['precision']} "
-            "training; evaluated in PyTorch FP32)."))
-        report = report[:start] + "\n".join(section) + "\n\n" + report[end:]
-        if args.ship:
-            report = report.replace(old_metrics, metrics)
-            toml = (ROOT / "models/default.toml").read_text()
-            (ROOT / "models/default.toml").write_text(
-                toml.replace(metrics_line,
-                             f"metrics = {json.dumps(metrics, ensure_ascii=False)}"))
-        report_path.write_text(report)
-        log(f"wrote {report_path}" + (" and models/default.toml" if args.ship else ""))
+        cv_json.write_text(json.dumps({"folds": args.folds, "data": [str(d) for d in args.data],
+                                       "minutes": minutes, "recipes": results}, indent=1))
+        cv_md.write_text("\n".join(cv_table(results, args.folds, args)) + "\n")
+        log(f"wrote {cv_md}")
 
-    for f in range(1, limit):
-        folds.append(fold_result(data, f, fit_fold(data, fold_of, f, recipe, args.out)))
-        log(f"CV fold {f}: {json.dumps(folds[-1])}")
-        publish()
+    for name in recipes:
+        recipe = dict(base, name=name, **RECIPES[name])
+        x, y, clip, meta = features(data_dirs, args.out, recipe["short_input"])
+        data = Data(x, y, clip, meta)
+        fold_of = stratified_folds(data.clip_labels, args.folds, args.seed, data.tracks)
+        crops = (Crops(data_dirs, args.out, recipe["short_input"], recipe["crop_hop"])
+                 if recipe["crop_hop"] else None)
+        done = {f["fold"] for f in results.get(name, {}).get("folds", [])}
+        results.setdefault(name, {"recipe": recipe, "folds": []})
+        for f in range(limit):
+            if f in done:
+                continue
+            t0 = time.time()
+            row = fold_result(data, f, fit_fold(data, fold_of, f, recipe, args.out, crops))
+            row["wall_minutes"] = (time.time() - t0) / 60
+            results[name]["folds"].append(row)
+            log(f"CV {name} fold {f}: {json.dumps(row)}")
+            publish()
+    publish()
+
+
+def mean_sd(values):
+    v = [x for x in values if x is not None]
+    if not v:
+        return "–"
+    sd = np.std(v, ddof=1) if len(v) > 1 else float("nan")
+    return f"{100 * np.mean(v):.1f} ± {100 * sd:.1f}%"
+
+
+def cv_table(results, k, args):
+    """OUT/CV.md: each recipe's mean ± sd over its folds, then every fold."""
+    L = [f"# Cross-validation: {k} folds by track",
+         f"Data: {', '.join(str(d) for d in args.data)}. Written by "
+         f"`models/pipeline.py --cv-only --recipes {args.recipes}`; PyTorch FP32 on each "
+         "fold's held-out tracks (never trained on). Full clips and short excerpts are "
+         "reported apart.", "",
+         "| recipe | folds | full clips: window | full clips: clip | excerpts | all tracks: clip "
+         "| training min/fold |", "|---|---|---|---|---|---|---|"]
+    for name, r in results.items():
+        fs = r["folds"]
+        L.append(f"| {name} | {len(fs)} of {k} | {mean_sd([f['full_window_acc'] for f in fs])} | "
+                 f"{mean_sd([f['full_clip_acc'] for f in fs])} | "
+                 f"{mean_sd([f['short_clip_acc'] for f in fs])} | "
+                 f"{mean_sd([f['clip_acc'] for f in fs])} | "
+                 f"{np.mean([f['train_minutes'] for f in fs]):.1f} |" if fs else
+                 f"| {name} | 0 of {k} | | | | | |")
+    L += ["", "| recipe | fold | full clips | excerpts | full: window | full: clip | excerpts "
+          "| epochs | training min |", "|---|---|---|---|---|---|---|---|---|"]
+    pct = lambda v: "–" if v is None else f"{100 * v:.1f}%"
+    for name, r in results.items():
+        for f in r["folds"]:
+            L.append(f"| {name} | {f['fold']} | {f['full_clips']} | {f['short_clips']} | "
+                     f"{pct(f['full_window_acc'])} | {pct(f['full_clip_acc'])} | "
+                     f"{pct(f['short_clip_acc'])} | {f['epochs']} | {f['train_minutes']:.1f} |")
+    return L
 
 
 def cv_metrics(folds, k):
@@ -702,9 +863,9 @@ def cv_section(folds, k, how):
                  "what is missing).")
     return L
 
-def quick_subset(data_dir: Path, out: Path, per_genre: int) -> Path:
+def quick_subset(data_dir: Path, out: Path, per_genre: int, index: int = 0) -> Path:
     """A GTZAN-layout folder of symlinks to the first clips of each genre."""
-    d = out / "quick-data"
+    d = out / f"quick-data-{index}"
     shutil.rmtree(d, ignore_errors=True)
     for genre in sorted(p for p in data_dir.iterdir() if p.is_dir()):
         (d / genre.name).mkdir(parents=True)
@@ -716,8 +877,14 @@ def quick_subset(data_dir: Path, out: Path, per_genre: int) -> Path:
 # ---------------------------------------------------------------- main
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--data", type=Path, default=ROOT.parent / "shared/gtzan-mini",
-                    help="GTZAN-layout folder (DIR/<genre>/<clip>)")
+    ap.add_argument("--data", type=Path, action="append", default=None,
+                    help="GTZAN-layout folder (DIR/<genre>/<clip>); repeat for several "
+                         "(default: ../shared/gtzan-mini and ../shared/gtzan-excerpts)")
+    ap.add_argument("--recipe", default="loop", choices=sorted(RECIPES),
+                    help="the recipe trained for the shipped model (default loop)")
+    ap.add_argument("--recipes", default="loop,before",
+                    help="recipes --cv-only cross-validates, comma-separated "
+                         f"(of {', '.join(sorted(RECIPES))})")
     ap.add_argument("--out", type=Path, default=ROOT / "models/work",
                     help="checkpoints, exported variants, evaluation reports")
     ap.add_argument("--report", type=Path, default=None,
@@ -749,16 +916,22 @@ def main():
     ap.add_argument("--report-only", action="store_true",
                     help="rewrite the report (and with --ship the manifest) from OUT/results.json")
     ap.add_argument("--cv-only", action="store_true",
-                    help="cross-validation alone: fold 0 from the shipped model, the other "
-                         "folds trained; rewrites the report's CV section (and with --ship the "
-                         "manifest's metrics)")
+                    help="cross-validation alone: every fold of every recipe in --recipes "
+                         "trained (cached) and evaluated; writes OUT/CV.md and OUT/cv.json")
     ap.add_argument("--ship", action="store_true",
                     help="copy the chosen variant into models/ as genrepi's default model")
     args = ap.parse_args()
     if args.ship and args.quick:
         ap.error("--quick models are smoke tests: they are never shipped")
-    if args.cv_only and args.quick:
-        ap.error("--cv-only cross-validates the shipped model's recipe: not with --quick")
+    if args.data is None:
+        args.data = [p for p in (ROOT.parent / "shared/gtzan-mini",
+                                 ROOT.parent / "shared/gtzan-excerpts") if p.is_dir()]
+    for d in args.data:
+        if not d.is_dir():
+            ap.error(f"--data {d}: not a folder")
+    unknown = [r for r in args.recipes.split(",") if r not in RECIPES]
+    if unknown:
+        ap.error(f"--recipes: unknown {', '.join(unknown)} (of {', '.join(sorted(RECIPES))})")
     arch = args.arch or ("resnet18" if args.quick else "resnet152")
     epochs = args.epochs or (2 if args.quick else 14)
     prune_epochs = args.prune_epochs or (1 if args.quick else 2)
@@ -769,23 +942,27 @@ def main():
     args.out.mkdir(parents=True, exist_ok=True)
     started = time.time()
 
-    data_dir = quick_subset(args.data, args.out, 4) if args.quick else args.data
+    data_dirs = ([quick_subset(d, args.out, 4, i) for i, d in enumerate(args.data)]
+                 if args.quick else args.data)
+    base = {"arch": arch, "input": "1x128x130", "epochs": epochs, "batch": args.batch,
+            "lr": args.lr, "patience": args.patience, "seed": args.seed,
+            "precision": args.precision if args.precision != "auto" else (
+                "bf16" if cpu_has_bf16() or device_of() == "cuda" else "fp32")}
+    if args.cv_only:
+        return cv_only(args, data_dirs, base, started)
+    global SHORT_INPUT
+    recipe = dict(base, name=args.recipe, **RECIPES[args.recipe])
+    SHORT_INPUT = recipe["short_input"]
     if args.report_only:
         return report_only(args, report_path)
-    x, y, clip, meta = features(data_dir, args.out)
+    x, y, clip, meta = features(data_dirs, args.out)
     labels = meta["labels"]
     data = Data(x, y, clip, meta)
-    fold_of = stratified_folds(data.clip_labels, args.folds, args.seed)
-    recipe = {"arch": arch, "input": "1x128x130", "epochs": epochs, "batch": args.batch,
-              "lr": args.lr, "patience": args.patience, "seed": args.seed,
-              "precision": args.precision if args.precision != "auto" else (
-                  "bf16" if cpu_has_bf16() else "fp32")}
-
-    if args.cv_only:
-        return cv_only(args, data, fold_of, recipe, report_path, started)
+    fold_of = stratified_folds(data.clip_labels, args.folds, args.seed, data.tracks)
+    crops = Crops(data_dirs, args.out, SHORT_INPUT, recipe["crop_hop"]) if recipe["crop_hop"] else None
 
     # The model genrepi ships: fold 0 held out.
-    first = fit_fold(data, fold_of, 0, recipe, args.out)
+    first = fit_fold(data, fold_of, 0, recipe, args.out, crops)
     net, history, (fit, val, test), key = first
     held_out = held_out_folder(data, test, args.out)
     name = f"{arch}-gtzan-{len(meta['clips'])}"
@@ -794,14 +971,18 @@ def main():
     best = int(np.argmax([h["val_window_acc"] for h in history])) + 1
     provenance = {
         "trained": "models/pipeline.py" + (" --quick" if args.quick else ""),
-        "data": f"GTZAN-layout folder {args.data.name}, {len(meta['clips'])} clips",
-        "split": f"by clip, stratified by genre, seed {args.seed}: fold 0 of {args.folds} held "
+        "data": f"GTZAN-layout folders {', '.join(d.name for d in args.data)}: "
+                f"{len(meta['clips'])} clips of {len(set(data.tracks))} tracks "
+                f"({int(data.short.sum())} shorter than a window)",
+        "split": f"by track, stratified by genre, seed {args.seed}: fold 0 of {args.folds} held "
                  f"out ({len(test)} clips); {len(fit)} training and {len(val)} validation clips",
+        "short_input": f"{SHORT_INPUT} (recipe {args.recipe})",
         "held_out": data.names(test),
         "arch": f"torchvision {arch}, 1-channel conv1, from scratch",
         "epochs": f"{len(history)} run, weights of epoch {best} (best validation)",
-        "recipe": f"AdamW lr {args.lr} one-cycle, batch {args.batch}, time shift, gain, "
-                  f"SpecAugment masks, mixup, {recipe['precision']} arithmetic",
+        "recipe": f"{args.recipe}: AdamW lr {args.lr} one-cycle, batch {args.batch}, "
+                  + (f"random crops every {recipe['crop_hop']} s, " if recipe["crop_hop"] else "")
+                  + f"time shift, gain, SpecAugment masks, mixup, {recipe['precision']} arithmetic",
         "torch": torch.__version__,
     }
     write_manifest(fp32, name, labels, "1x128x130", provenance)
@@ -843,7 +1024,7 @@ def main():
     compare = {}
     for input, vname in [("3x299x299", SEED_IN), ("1x128x130", NATIVE_SAME)]:
         r = dict(recipe, input=input, epochs=compare_epochs, patience=compare_epochs)
-        cnet, chist, _, _ = fit_fold(data, fold_of, 0, r, args.out)
+        cnet, chist, _, _ = fit_fold(data, fold_of, 0, r, args.out, crops)
         path = sibling(fp32, f"{input}-{compare_epochs}ep")
         export(cnet, path, input)
         manifest = write_manifest(path, name, labels, input, dict(provenance, variant=vname))
@@ -873,7 +1054,7 @@ def main():
         write_report(report_path, args, data, (fit, val, test), results, shipped)
 
     cross_validate(data, fold_of, args.folds, args.cv_limit or args.folds, recipe, first,
-                   args.out, publish)
+                   args.out, publish, crops)
 
 
 def report_only(args, report_path):
@@ -883,7 +1064,7 @@ def report_only(args, report_path):
     meta = json.loads((args.out / "features.json").read_text())
     data = Data(d["x"], d["y"].astype(np.int64), d["clip"].astype(np.int64), meta)
     results = json.loads((args.out / "results.json").read_text())
-    split = fold_split(data, stratified_folds(data.clip_labels, args.folds, args.seed), 0,
+    split = fold_split(data, stratified_folds(data.clip_labels, args.folds, args.seed, data.tracks), 0,
                        args.seed)
     shipped = None
     if args.ship:
@@ -962,11 +1143,13 @@ def write_report(path: Path, args, data, split, results, shipped):
            else "."),
         "",
         "## Data and split",
-        f"- `{args.data}`: **{len(data.meta['clips'])} real GTZAN clips** "
+        f"- {', '.join(f'`{d}`' for d in args.data)}: **{len(data.meta['clips'])} real GTZAN "
+        f"clips of {len(set(data.tracks))} tracks**, {int(data.short.sum())} of them shorter "
+        f"than one window (made into one by `short_input = \"{SHORT_INPUT}\"`) "
         f"({len(data.y)} windows of 3 s from `genrepi features`). "
         "This is a small subset of GTZAN's 1000 clips, so these accuracies are **not comparable "
         "to full-GTZAN figures** such as the seed's; run the same command on the full set for those.",
-        f"- Split by clip, stratified by genre, seed {args.seed}, into {args.folds} folds. The "
+        f"- Split by track, stratified by genre, seed {args.seed}, into {args.folds} folds. The "
         f"shipped model holds out fold 0 (**{len(test)} clips**, never seen in training); of the "
         f"rest, {len(fit)} clips train and {len(val)} validate (early stopping).",
         "- Clip accuracy: argmax of the mean of a clip's window probabilities. Window accuracy: "

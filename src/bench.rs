@@ -106,11 +106,9 @@ impl Measurements {
     pub fn cached(manifest: &Manifest, platform: &Platform) -> Option<Measurements> {
         let key = key(manifest, platform);
         let path = cache_dir()?.join(format!("bench-{key}.json"));
-        // A cache file is small; a larger one is not ours.
-        if std::fs::metadata(&path).ok()?.len() > 1 << 20 {
-            return None;
-        }
-        let m: Measurements = serde_json::from_slice(&std::fs::read(&path).ok()?).ok()?;
+        // A small regular file, or it is not ours (a FIFO is never read).
+        let text = crate::limits::read_text(&path).ok()?;
+        let m: Measurements = serde_json::from_str(&text).ok()?;
         (m.key == key && m.cpu == platform.signature()).then_some(m)
     }
 

@@ -17,7 +17,7 @@ use serde::Serialize;
 use crate::audio::FileSource;
 use crate::error::{Error, Result};
 use crate::model::Model;
-use crate::scheduler::Frontend;
+use crate::scheduler::{Frontend, StreamStats};
 
 /// File extensions treated as audio when scanning a dataset.
 pub const AUDIO_EXTENSIONS: &[&str] = &[
@@ -150,6 +150,11 @@ pub struct FeaturesMeta {
     pub hop_frames: usize,
     /// The manifest the windows were prepared for.
     pub manifest: String,
+    /// Each clip's duration in seconds, in `clips` order.
+    pub clip_seconds: Vec<f64>,
+    /// How each clip shorter than one window was made into one (`pad` or
+    /// `loop`, the manifest's `short_input`); `null` for the others.
+    pub clip_short: Vec<Option<crate::features::ShortInput>>,
     /// Files that failed, with the reason.
     pub failed: Vec<(String, String)>,
 }
@@ -191,17 +196,17 @@ pub fn export_features(
         jobs,
         |clip| clip.path.display().to_string(),
         || Ok((Frontend::new(&cfg, hop_frames)?, Vec::new())),
-        |(frontend, scratch), _, clip| -> Result<(Vec<f32>, Vec<f32>)> {
+        |(frontend, scratch), _, clip| -> Result<(Vec<f32>, Vec<f32>, StreamStats)> {
             let mut source = FileSource::open(&clip.path)?;
             let (mut x, mut starts) = (Vec::new(), Vec::new());
-            frontend.run(&mut source, &mut |w| {
+            let stats = frontend.run(&mut source, &mut |w| {
                 let at = x.len();
                 x.resize(at + input_len, 0.0);
                 model.prepare_input(w.values, &mut x[at..], scratch);
                 starts.push((w.first_frame as f64 * cfg.frame_seconds()) as f32);
                 Ok(())
             })?;
-            Ok((x, starts))
+            Ok((x, starts, stats))
         },
     )?;
     let (mut x, mut y, mut clip_ix, mut start_s) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
@@ -211,14 +216,18 @@ pub fn export_features(
         input_shape: model.manifest().input.shape[1..].to_vec(),
         hop_frames,
         manifest: model.manifest_path().display().to_string(),
+        clip_seconds: Vec::new(),
+        clip_short: Vec::new(),
         failed: Vec::new(),
     };
     let mut failed = Vec::new();
     for (clip, result) in clips.iter().zip(per_clip) {
         match result {
-            Ok((cx, starts)) => {
+            Ok((cx, starts, stats)) => {
                 let id = meta.clips.len() as i64;
                 meta.clips.push(clip.path.display().to_string());
+                meta.clip_seconds.push(stats.audio_seconds);
+                meta.clip_short.push(stats.short_input);
                 x.extend_from_slice(&cx);
                 y.extend(std::iter::repeat_n(clip.label as i64, starts.len()));
                 clip_ix.extend(std::iter::repeat_n(id, starts.len()));

@@ -43,6 +43,23 @@ pub struct FeatureConfig {
     pub frames: usize,
     /// Dynamic range kept below each window's maximum, in dB.
     pub top_db: f32,
+    /// How a recording shorter than one window becomes a window (files
+    /// only; a live stream waits for a whole window).
+    pub short_input: ShortInput,
+}
+
+/// How audio shorter than one window is made into one window. A model is
+/// trained with one policy and its manifest names it, so `replay`, `eval`,
+/// `features` and training all see short input the same way. Input of a
+/// window or more is never changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ShortInput {
+    /// Silence after the audio (the default for manifests that say nothing).
+    #[default]
+    Pad,
+    /// The audio repeated from its start until the window is full.
+    Loop,
 }
 
 impl Default for FeatureConfig {
@@ -56,6 +73,7 @@ impl Default for FeatureConfig {
             fmax: 11_025.0,
             frames: 130,
             top_db: 80.0,
+            short_input: ShortInput::Pad,
         }
     }
 }

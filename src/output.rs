@@ -78,10 +78,12 @@ impl<W: Write> Printer<W> {
         let top = argmax(&r.mean_probs);
         match self.format {
             Format::Text => {
-                let padded = if r.stats.padded {
-                    " (padded: shorter than a window)"
-                } else {
-                    ""
+                let padded = match (r.stats.padded, r.stats.short_input) {
+                    (true, Some(crate::features::ShortInput::Loop)) => {
+                        " (looped: shorter than a window)"
+                    }
+                    (true, _) => " (padded: shorter than a window)",
+                    _ => "",
                 };
                 writeln!(
                     self.out,

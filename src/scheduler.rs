@@ -18,7 +18,7 @@ use serde::Serialize;
 
 use crate::audio::{AudioSource, Conditioner};
 use crate::error::{Error, Result};
-use crate::features::{FeatureConfig, MelStream, Window};
+use crate::features::{FeatureConfig, MelStream, ShortInput, Window};
 use crate::model::Classifier;
 
 /// Wall time spent in each stage of a stream.
@@ -51,8 +51,10 @@ pub struct StreamStats {
     pub audio_seconds: f64,
     /// Windows produced.
     pub windows: usize,
-    /// Whether the audio was shorter than one window and padded with silence.
+    /// Whether the audio was shorter than one window and made into one.
     pub padded: bool,
+    /// How it was made into one (the manifest's `short_input`), if it was.
+    pub short_input: Option<ShortInput>,
     /// Time per stage.
     pub times: StageTimes,
 }
@@ -63,16 +65,24 @@ pub struct Frontend {
     chunk: Vec<f32>,
     hop_control: Option<Arc<AtomicUsize>>,
     pad_short: bool,
+    /// The stream's first mono samples, kept until its first window (at most
+    /// one window's worth, allocated once): what `ShortInput::Loop` repeats.
+    head: Vec<f32>,
 }
 
 impl Frontend {
     /// A front-end with windows every `hop_frames` STFT frames.
     pub fn new(cfg: &FeatureConfig, hop_frames: usize) -> Result<Self> {
+        let head = match cfg.short_input {
+            ShortInput::Loop => Vec::with_capacity(cfg.window_samples()),
+            ShortInput::Pad => Vec::new(),
+        };
         Ok(Frontend {
             mel: MelStream::new(cfg, hop_frames)?,
             chunk: Vec::new(),
             hop_control: None,
             pad_short: true,
+            head,
         })
     }
 
@@ -93,7 +103,8 @@ impl Frontend {
 
     /// Reads `source` to its end and calls `on_window` for each window.
     ///
-    /// Audio shorter than one window is padded with silence to one window
+    /// Audio shorter than one window is made into one window as the
+    /// manifest's `short_input` says, silence after it or the audio looped
     /// (and reported as `padded`); a source with no samples, or with a NaN or
     /// infinite sample, is an error. Time spent inside `on_window` is counted
     /// as `inference`.
@@ -109,6 +120,8 @@ impl Frontend {
         self.mel.reset();
         let mut stats = StreamStats::default();
         let mut frames_in: u64 = 0;
+        self.head.clear();
+        let keep_head = self.pad_short && cfg.short_input == ShortInput::Loop;
         let mut feeder = Feeder {
             mel: &mut self.mel,
             on_window,
@@ -117,6 +130,7 @@ impl Frontend {
             mel_time: Duration::ZERO,
             sink_time: Duration::ZERO,
             failed: None,
+            head: keep_head.then_some(&mut self.head),
         };
         loop {
             let t = Instant::now();
@@ -156,17 +170,35 @@ impl Frontend {
         }
         let window_samples = cfg.window_samples() as u64;
         if self.pad_short && feeder.windows == 0 && feeder.mono_out < window_samples {
+            let policy = cfg.short_input;
             log::warn!(
-                "{}: {:.2} s is shorter than one window ({:.2} s); padded with silence",
+                "{}: {:.2} s is shorter than one window ({:.2} s); {}",
                 source.name(),
                 feeder.mono_out as f64 / cfg.sample_rate as f64,
-                cfg.window_seconds()
+                cfg.window_seconds(),
+                match policy {
+                    ShortInput::Pad => "padded with silence",
+                    ShortInput::Loop => "looped to fill it",
+                }
             );
-            let silence = vec![0.0; (window_samples - feeder.mono_out) as usize];
             let t = Instant::now();
-            feeder.feed(&silence);
+            let missing = (window_samples - feeder.mono_out) as usize;
+            match (policy, feeder.head.take()) {
+                (ShortInput::Loop, Some(head)) if !head.is_empty() => {
+                    // Repeat the recording from its start until the window
+                    // is full (the last copy cut short).
+                    let mut left = missing;
+                    while left > 0 {
+                        let n = left.min(head.len());
+                        feeder.feed(&head[..n]);
+                        left -= n;
+                    }
+                }
+                _ => feeder.feed(&vec![0.0; missing]),
+            }
             stats.times.resample += t.elapsed();
             stats.padded = true;
+            stats.short_input = Some(policy);
         }
         if let Some(e) = feeder.failed.take() {
             return Err(e);
@@ -185,6 +217,9 @@ impl Frontend {
 /// timing both and holding the sink's first error.
 struct Feeder<'a, 'b> {
     mel: &'a mut MelStream,
+    /// Where the stream's first samples are kept (for looping short input)
+    /// until the first window is out; `None` when not needed.
+    head: Option<&'a mut Vec<f32>>,
     on_window: &'a mut (dyn FnMut(Window<'_>) -> Result<()> + 'b),
     windows: usize,
     mono_out: u64,
@@ -196,6 +231,10 @@ struct Feeder<'a, 'b> {
 impl Feeder<'_, '_> {
     fn feed(&mut self, mono: &[f32]) {
         self.mono_out += mono.len() as u64;
+        if let Some(head) = self.head.as_mut() {
+            let room = head.capacity() - head.len();
+            head.extend_from_slice(&mono[..mono.len().min(room)]);
+        }
         let start = Instant::now();
         let (on_window, failed) = (&mut self.on_window, &mut self.failed);
         let (windows, sink_time) = (&mut self.windows, &mut self.sink_time);

@@ -130,6 +130,70 @@ fn short_clip_is_padded_to_one_window() {
     assert!(stdout.contains("over 1 window(s) (padded"), "{stdout}");
 }
 
+/// `short_input = "loop"` in the manifest: a short recording's window is
+/// exactly the window of the same audio repeated (replay and features
+/// alike), and a long recording's windows do not change.
+#[test]
+fn short_clip_is_looped_when_the_manifest_says_so() {
+    let dir = temp_dir("short-loop");
+    std::fs::copy(repo("models/tiny/tiny.onnx"), dir.join("tiny.onnx")).unwrap();
+    let manifest = std::fs::read_to_string(repo("models/tiny/tiny.toml")).unwrap();
+    let looped = dir.join("loop.toml");
+    std::fs::write(
+        &looped,
+        manifest.replace("top_db = 80.0", "top_db = 80.0\nshort_input = \"loop\""),
+    )
+    .unwrap();
+    let mut rng = Rng(11);
+    let once: Vec<i16> = (0..22_050 * 3 / 4)
+        .map(|_| (rng.signed() * 8000.0) as i16)
+        .collect();
+    let short = dir.join("short.wav");
+    write_wav_i16(&short, 22_050, 1, &once);
+    let repeated = dir.join("repeated.wav");
+    write_wav_i16(&repeated, 22_050, 1, &once.repeat(5));
+    let long = noise_wav(&dir, "long.wav", 8.0);
+    let first_window = |model: &Path, clip: &Path| -> (String, String) {
+        let out = genrepi(&[
+            "--model".as_ref(),
+            model.as_os_str(),
+            "replay".as_ref(),
+            "--json".as_ref(),
+            clip.as_os_str(),
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        let first: serde_json::Value =
+            serde_json::from_str(stdout.lines().next().unwrap()).unwrap();
+        (first["probs"].to_string(), stdout)
+    };
+    let (short_probs, _) = first_window(&looped, &short);
+    let (repeated_probs, _) = first_window(&looped, &repeated);
+    assert_eq!(short_probs, repeated_probs);
+    let (padded_probs, _) = first_window(&repo("models/tiny/tiny.toml"), &short);
+    assert_ne!(
+        short_probs, padded_probs,
+        "looping must change a short window"
+    );
+    let (_, long_looped) = first_window(&looped, &long);
+    let (_, long_padded) = first_window(&repo("models/tiny/tiny.toml"), &long);
+    assert_eq!(
+        long_looped, long_padded,
+        "a long clip's windows never change"
+    );
+    let out = genrepi(&[
+        "--model".as_ref(),
+        looped.as_os_str(),
+        "replay".as_ref(),
+        short.as_os_str(),
+    ]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("(looped: shorter than a window)"));
+}
+
 #[test]
 fn batch_continues_past_bad_files() {
     let dir = temp_dir("batch");

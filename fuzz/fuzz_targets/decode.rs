@@ -1,5 +1,5 @@
 //! Any bytes as an audio file of any container (the first byte picks the
-//! extension hint), through the whole front-end: decode, checks, downmix,
+//! extension hint and the short-input policy), through the whole front-end: decode, checks, downmix,
 //! resampling, log-mel windows. A small front-end (8 kHz, 256-point FFT)
 //! runs the same code at a fraction of the cost.
 //!
@@ -9,7 +9,7 @@
 #![no_main]
 
 use genrepi::audio::FileSource;
-use genrepi::features::FeatureConfig;
+use genrepi::features::{FeatureConfig, ShortInput};
 use genrepi::scheduler::Frontend;
 use libfuzzer_sys::fuzz_target;
 
@@ -39,6 +39,11 @@ fuzz_target!(|data: &[u8]| {
         fmax: 4_000.0,
         frames: 8,
         top_db: 80.0,
+        short_input: if pick & 0x80 != 0 {
+            ShortInput::Loop
+        } else {
+            ShortInput::Pad
+        },
     };
     let result = genrepi::error::contain("fuzz input", || {
         let mut source = FileSource::from_bytes("fuzz input", bytes.to_vec(), ext)?;

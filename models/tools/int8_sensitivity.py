@@ -36,7 +36,7 @@ def main():
     meta = json.loads((WORK / "features.json").read_text())
     data = P.Data(d["x"].astype(np.float32), d["y"].astype(np.int64), d["clip"].astype(np.int64),
                   meta)
-    fit, _, _ = P.fold_split(data, P.stratified_folds(data.clip_labels, 4, 0), 0, 0)
+    fit, _, _ = P.fold_split(data, P.stratified_folds(data.clip_labels, 4, 0, data.tracks), 0, 0)
     x = data.x[data.sel(fit)]
     fp32 = WORK / "resnet152-gtzan-81.onnx"
     nodes = [nd.name for nd in onnx.load(fp32).graph.node

@@ -411,7 +411,7 @@ def main():
                                         if l.startswith(f"{key} =")).split("=", 1)[1])
     x, y, clip, meta = P.features(args.data, args.out)
     data = P.Data(x, y, clip, meta)
-    fold_of = P.stratified_folds(data.clip_labels, args.folds, args.seed)
+    fold_of = P.stratified_folds(data.clip_labels, args.folds, args.seed, data.tracks)
     fit, val, test = P.fold_split(data, fold_of, 0, args.seed)
     if sorted(field("held_out")) != sorted(data.names(test)):
         raise SystemExit(f"error: {args.model}: its held-out clips are not fold 0 of this split")
