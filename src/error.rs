@@ -106,6 +106,17 @@ pub enum Error {
         /// What is wrong.
         detail: String,
     },
+    /// The model failed on one window of a file or stream (or gave an
+    /// output that is not a probability); no verdict is made from it.
+    #[error("{what}: window at {start_s:.2} s: {detail}")]
+    Window {
+        /// File or device.
+        what: String,
+        /// Start of the window, seconds from the stream's start.
+        start_s: f64,
+        /// What went wrong.
+        detail: String,
+    },
     /// tract failed while running a window.
     #[error("inference failed: {0}")]
     Inference(String),

@@ -289,14 +289,19 @@ pub fn classify_stream(
     let cfg = frontend.config().clone();
     let mut sums = vec![0.0f64; classifier.model().labels().len()];
     let mut index = 0;
+    let name = source.name().to_string();
     let stats = frontend.run(source, &mut |w| {
         let t = Instant::now();
-        let probs = classifier.classify(w.values)?;
+        let start_s = w.first_frame as f64 * cfg.frame_seconds();
+        let probs = classifier.classify(w.values).map_err(|e| Error::Window {
+            what: name.clone(),
+            start_s,
+            detail: e.to_string(),
+        })?;
         let latency = t.elapsed();
         for (s, &p) in sums.iter_mut().zip(probs) {
             *s += p as f64;
         }
-        let start_s = w.first_frame as f64 * cfg.frame_seconds();
         on_prediction(&Prediction {
             index,
             start_s,

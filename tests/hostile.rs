@@ -303,6 +303,10 @@ fn model_outputs_that_are_not_probabilities_are_errors_not_verdicts() {
         assert_eq!(code, 1, "{stderr}");
         assert!(stdout.is_empty(), "no verdict: {stdout}");
         assert!(stderr.contains(says), "{says:?}: {stderr}");
+        assert!(
+            stderr.contains("clip.wav: window at 0.00 s: "),
+            "names it: {stderr}"
+        );
         let data = temp_dir("hostile-outputs-eval");
         std::fs::create_dir_all(data.join("rock")).unwrap();
         std::fs::copy(&clip, data.join("rock/a.wav")).unwrap();
