@@ -21,7 +21,7 @@ use crate::error::{Error, Result};
 use crate::http::{Board, Status, StatusServer};
 use crate::limits;
 use crate::live::{
-    CaptureState, Counters, DeviceOpener, Hop, LiveSettings, Opener, Pipeline, Verdict,
+    CaptureState, Counters, DeviceOpener, FileOpener, Hop, LiveSettings, Opener, Pipeline, Verdict,
 };
 use crate::model::{Model, ModelMemory};
 use crate::output::{Format, live_line};
@@ -65,6 +65,11 @@ pub struct ListenConfig {
     pub json: Option<bool>,
     /// Model variant (`auto` or a name from `genrepi info`).
     pub variant: Option<String>,
+    /// An audio file instead of the device (a kiosk demo without a
+    /// microphone; tests): it runs the same pipeline and ends with the file.
+    pub input: Option<PathBuf>,
+    /// Pace of `input`, × real time; 0: as fast as the model allows.
+    pub speed: Option<f64>,
 }
 
 impl ListenConfig {
@@ -102,7 +107,9 @@ impl ListenConfig {
             http,
             max_memory,
             json,
-            variant
+            variant,
+            input,
+            speed
         )
     }
 }
@@ -126,6 +133,8 @@ pub struct Resolved {
     pub json: bool,
     /// Model variant.
     pub variant: crate::model::Choice,
+    /// An audio file instead of the device, and its pace (0: unpaced).
+    pub input: Option<(PathBuf, f64)>,
 }
 
 /// Checks and converts `cfg`.
@@ -198,6 +207,15 @@ pub fn resolve(cfg: &ListenConfig) -> Result<Resolved> {
         variant: match cfg.variant.as_deref() {
             None => crate::model::Choice::Auto,
             Some(v) => v.parse().map_err(config)?,
+        },
+        input: match &cfg.input {
+            None => None,
+            Some(path) => Some((
+                path.clone(),
+                limits::SPEED
+                    .check(cfg.speed.unwrap_or(1.0))
+                    .map_err(config)?,
+            )),
         },
     })
 }
@@ -468,7 +486,10 @@ pub fn run(
         std::thread::sleep(POLL);
     };
     let make_opener = opener.unwrap_or_else(|| {
-        Box::new(|s: &Resolved| Box::new(DeviceOpener(s.capture.clone())) as Box<dyn Opener>)
+        Box::new(|s: &Resolved| match &s.input {
+            Some((path, speed)) => Box::new(FileOpener::new(path, *speed)) as Box<dyn Opener>,
+            None => Box::new(DeviceOpener(s.capture.clone())) as Box<dyn Opener>,
+        })
     });
 
     let counters = Arc::new(Counters::default());
@@ -497,11 +518,14 @@ pub fn run(
         {
             let mut s = status.lock().unwrap_or_else(|e| e.into_inner());
             s.model = model.manifest().name.clone();
-            s.device = settings
-                .capture
-                .device
-                .clone()
-                .unwrap_or_else(|| "default input".into());
+            s.device = match &settings.input {
+                Some((path, _)) => path.display().to_string(),
+                None => settings
+                    .capture
+                    .device
+                    .clone()
+                    .unwrap_or_else(|| "default input".into()),
+            };
         }
         let labels = model.labels().to_vec();
         let format = if settings.json {

@@ -86,6 +86,8 @@ pub const SMOOTHING: Limit<usize> = limit("smoothing", 1, 1_000);
 pub const HYSTERESIS: Limit<f32> = limit("hysteresis", 0.0, 1.0);
 /// Silence threshold, dBFS (`--silence-db`).
 pub const SILENCE_DB: Limit<f32> = limit("silence-db", -200.0, 0.0);
+/// Pace of `listen --input`, × real time (0: as fast as the model allows).
+pub const SPEED: Limit<f64> = limit("speed", 0.0, 1_000.0);
 /// Threads per inference (`--threads`, `threads =`).
 pub const THREADS: Limit<usize> = limit("threads", 1, 256);
 /// Worker threads of `eval` and `features` (`--jobs`).

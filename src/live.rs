@@ -132,7 +132,19 @@ pub enum Pop {
 pub struct WindowQueue {
     inner: Mutex<QueueInner>,
     ready: Condvar,
+    room: Condvar,
     window_len: usize,
+}
+
+/// What a full [`WindowQueue`] does with a new window: the opener decides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Overflow {
+    /// Drop the oldest window (counted): live input cannot wait, so what
+    /// gets classified is always recent audio. Devices and paced files.
+    DropOldest,
+    /// The producer waits for room: nothing is dropped and no window is
+    /// late. Files read as fast as the model allows.
+    Wait,
 }
 
 struct QueueInner {
@@ -158,6 +170,7 @@ impl WindowQueue {
                 dropped: 0,
             }),
             ready: Condvar::new(),
+            room: Condvar::new(),
             window_len,
         }
     }
@@ -188,6 +201,20 @@ impl WindowQueue {
         dropped
     }
 
+    /// Adds a window once there is room, waiting as long as it takes (or
+    /// until the queue is closed, when the window is discarded).
+    pub fn push_waiting(&self, values: &[f32], meta: WindowMeta) {
+        let mut q = self.lock();
+        while q.len == q.slots.len() && !q.closed {
+            q = self.room.wait(q).unwrap_or_else(|e| e.into_inner());
+        }
+        if q.closed {
+            return;
+        }
+        drop(q);
+        self.push(values, meta);
+    }
+
     /// Takes the oldest window into `out`, waiting up to `timeout`.
     pub fn pop_into(&self, out: &mut [f32], timeout: Duration) -> Pop {
         let mut q = self.lock();
@@ -212,6 +239,8 @@ impl WindowQueue {
         let meta = q.meta[head].take();
         q.head = (head + 1) % q.slots.len();
         q.len -= 1;
+        drop(q);
+        self.room.notify_one();
         meta.map_or(Pop::Timeout, Pop::Window)
     }
 
@@ -224,6 +253,7 @@ impl WindowQueue {
     pub fn close(&self) {
         self.lock().closed = true;
         self.ready.notify_all();
+        self.room.notify_all();
     }
 }
 
@@ -358,10 +388,89 @@ pub trait Opener: Send + 'static {
         stop: Arc<AtomicBool>,
     ) -> Result<(Box<dyn Send>, Box<dyn AudioSource + Send>, Arc<RingStats>)>;
 
-    /// Whether the input has ended for good (a finite synthetic source);
-    /// checked after a session ends. Devices never end.
+    /// Whether the input has ended for good (a finite source); checked
+    /// after a session ends. Devices never end.
     fn exhausted(&self) -> bool {
         false
+    }
+
+    /// What a full window queue does: devices drop the oldest window.
+    fn overflow(&self) -> Overflow {
+        Overflow::DropOldest
+    }
+
+    /// Whether the input is a recording (a file) rather than a stream: a
+    /// recording shorter than one window is made into one, as `replay`
+    /// does; a stream waits for a whole window.
+    fn finite(&self) -> bool {
+        false
+    }
+}
+
+/// Opens an audio file as if it were a device: once, paced at `speed` ×
+/// real time (a kiosk demo, a test), or, with `speed` 0, as fast as the
+/// model takes windows, nothing dropped.
+pub struct FileOpener {
+    path: std::path::PathBuf,
+    speed: f64,
+    opened: bool,
+}
+
+impl FileOpener {
+    /// `path` at `speed` × real time; 0: as fast as the model allows.
+    pub fn new(path: &std::path::Path, speed: f64) -> Self {
+        FileOpener {
+            path: path.to_path_buf(),
+            speed,
+            opened: false,
+        }
+    }
+}
+
+impl Opener for FileOpener {
+    fn open(
+        &mut self,
+        stop: Arc<AtomicBool>,
+    ) -> Result<(Box<dyn Send>, Box<dyn AudioSource + Send>, Arc<RingStats>)> {
+        self.opened = true;
+        let file = crate::audio::FileSource::open(&self.path)?;
+        log::info!(
+            "reading {} ({} Hz, {} ch) at {}",
+            self.path.display(),
+            file.format().sample_rate,
+            file.format().channels,
+            if self.speed > 0.0 {
+                format!("{}x real time", self.speed)
+            } else {
+                "the model's pace".into()
+            }
+        );
+        let source: Box<dyn AudioSource + Send> = if self.speed > 0.0 {
+            Box::new(crate::audio::Paced::with_speed(
+                file,
+                self.speed,
+                Some(stop),
+            ))
+        } else {
+            Box::new(file)
+        };
+        Ok((Box::new(()), source, Arc::new(RingStats::default())))
+    }
+
+    fn exhausted(&self) -> bool {
+        self.opened
+    }
+
+    fn overflow(&self) -> Overflow {
+        if self.speed > 0.0 {
+            Overflow::DropOldest
+        } else {
+            Overflow::Wait
+        }
+    }
+
+    fn finite(&self) -> bool {
+        true
     }
 }
 
@@ -440,7 +549,8 @@ impl Pipeline {
         counters
             .hop_frames
             .store(cfg.hop_frames_for(initial_hop), Ordering::Relaxed);
-        let mut frontend = Frontend::live(&cfg, counters.hop_frames.clone())?;
+        let mut frontend = Frontend::live(&cfg, counters.hop_frames.clone(), opener.finite())?;
+        let overflow = opener.overflow();
 
         let capture = {
             let (stop, queue, counters, state) =
@@ -475,8 +585,15 @@ impl Pipeline {
                                     };
                                     seq += 1;
                                     counters.windows.fetch_add(1, Ordering::Relaxed);
-                                    if queue.push(w.values, meta) {
-                                        counters.dropped_full.fetch_add(1, Ordering::Relaxed);
+                                    match overflow {
+                                        Overflow::Wait => queue.push_waiting(w.values, meta),
+                                        Overflow::DropOldest => {
+                                            if queue.push(w.values, meta) {
+                                                counters
+                                                    .dropped_full
+                                                    .fetch_add(1, Ordering::Relaxed);
+                                            }
+                                        }
                                     }
                                     // A session that produced windows was healthy.
                                     backoff = BACKOFF.0;
@@ -555,7 +672,10 @@ impl Pipeline {
                         last_end = meta.end_s;
                         let hop_s = counters.hop_frames.load(Ordering::Relaxed) as f64
                             * cfg.frame_seconds();
-                        if meta.ready.elapsed() > settings.deadline_for(hop_s) {
+                        // Input that waits for the model is never late.
+                        if overflow == Overflow::DropOldest
+                            && meta.ready.elapsed() > settings.deadline_for(hop_s)
+                        {
                             counters.dropped_late.fetch_add(1, Ordering::Relaxed);
                             continue;
                         }

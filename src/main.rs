@@ -60,8 +60,10 @@ enum Command {
         /// Audio files (WAV, FLAC, MP3, OGG/Vorbis, AIFF).
         #[arg(required = true)]
         files: Vec<PathBuf>,
-        /// Pace each file at real time, as a microphone would deliver it.
-        #[arg(long)]
+        /// Pace each file at real time through the live pipeline (`listen
+        /// --input FILE`: queue, deadline, silence gate, smoothing), printing
+        /// listen's lines.
+        #[arg(long, conflicts_with = "timings")]
         realtime: bool,
         /// JSON lines instead of text.
         #[arg(long)]
@@ -188,6 +190,15 @@ struct ListenArgs {
     /// JSON lines instead of text.
     #[arg(long)]
     json: bool,
+    /// Read this audio file instead of the device, through the same
+    /// pipeline (queue, deadline, silence gate, smoothing, output); ends
+    /// with the file.
+    #[arg(long, value_name = "FILE")]
+    input: Option<PathBuf>,
+    /// Pace of --input, × real time, 0 to 1000; 0 reads as fast as the
+    /// model takes windows, dropping none [default: 1].
+    #[arg(long, value_name = "X", value_parser = limits::parser(limits::SPEED))]
+    speed: Option<f64>,
 }
 
 /// `--channels`: a count in [`limits::AUDIO_CHANNELS`].
@@ -287,6 +298,13 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
     let common = &cli.common;
     match &cli.command {
         Command::Listen(args) => return listen(common, args).map(|_| true),
+        Command::Replay {
+            files,
+            realtime: true,
+            json,
+            hop,
+            ..
+        } => return replay_realtime(common, files, *json, *hop),
         Command::Devices => return devices().map(|_| true),
         Command::Bench {
             windows,
@@ -427,6 +445,8 @@ fn listen(common: &Common, a: &ListenArgs) -> anyhow::Result<()> {
             model::Choice::Auto => None,
             model::Choice::Named(name) => Some(name.clone()),
         },
+        input: a.input.clone(),
+        speed: a.speed,
     };
     kiosk::run(&cli, a.config.as_deref(), None)?;
     Ok(())
@@ -576,6 +596,39 @@ fn replay(
                 error_line(&e.to_string());
                 all_ok = false;
             }
+        }
+    }
+    Ok(all_ok)
+}
+
+/// `replay --realtime`: each file through `listen`'s pipeline at real time.
+fn replay_realtime(
+    common: &Common,
+    files: &[PathBuf],
+    json: bool,
+    hop: f64,
+) -> anyhow::Result<bool> {
+    let mut all_ok = true;
+    for path in files {
+        let cfg = ListenConfig {
+            model: common.model.clone(),
+            threads: Some(common.threads),
+            hop: Some(hop.to_string()),
+            json: Some(json),
+            variant: match &common.variant {
+                model::Choice::Auto => None,
+                model::Choice::Named(name) => Some(name.clone()),
+            },
+            input: Some(path.clone()),
+            speed: Some(1.0),
+            ..ListenConfig::default()
+        };
+        if let Err(e) = kiosk::run(&cfg, None, None) {
+            if matches!(&e, genrepi::Error::Write { path, .. } if path.as_os_str() == "stdout") {
+                return Err(e).context("stdout");
+            }
+            error_line(&e.to_string());
+            all_ok = false;
         }
     }
     Ok(all_ok)

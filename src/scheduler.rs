@@ -87,12 +87,13 @@ impl Frontend {
     }
 
     /// A live front-end: the window hop follows `hop_frames` (read before
-    /// every chunk, so another thread can adapt it), and a stream that stops
-    /// before its first window is not padded.
-    pub fn live(cfg: &FeatureConfig, hop_frames: Arc<AtomicUsize>) -> Result<Self> {
+    /// every chunk, so another thread can adapt it). A recording
+    /// (`finite`, a file) shorter than one window is made into one as in
+    /// [`Frontend::new`]; a stream that stops before its first window is not.
+    pub fn live(cfg: &FeatureConfig, hop_frames: Arc<AtomicUsize>, finite: bool) -> Result<Self> {
         let mut frontend = Frontend::new(cfg, hop_frames.load(Ordering::Relaxed).max(1))?;
         frontend.hop_control = Some(hop_frames);
-        frontend.pad_short = false;
+        frontend.pad_short = finite;
         Ok(frontend)
     }
 

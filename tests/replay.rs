@@ -60,10 +60,12 @@ fn json_lines_have_the_documented_fields() {
 fn realtime_replay_is_paced() {
     let clip = stereo_clip("paced", 3.5);
     let started = Instant::now();
-    let (code, stdout, stderr) = replay(&["--realtime", clip.to_str().unwrap()]);
+    let (code, stdout, stderr) = replay(&["--realtime", "--json", clip.to_str().unwrap()]);
     let elapsed = started.elapsed().as_secs_f64();
     assert_eq!(code, 0, "{stderr}");
-    assert!(stdout.contains("over 1 window(s)"), "{stdout}");
+    // listen's lines, through listen's pipeline: a smoothed verdict a window.
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    assert!(stdout.contains("\"smoothed\""), "{stdout}");
     // Paced: cannot finish before the audio's own duration has passed.
     assert!(elapsed >= 3.4, "3.5 s of audio replayed in {elapsed:.2} s");
 }

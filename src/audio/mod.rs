@@ -41,23 +41,40 @@ pub trait AudioSource {
     fn read_chunk(&mut self, buf: &mut Vec<f32>) -> Result<bool>;
 }
 
-/// Releases another source's chunks no faster than real time.
+/// Releases another source's chunks no faster than real time (or `speed`
+/// times real time).
 ///
 /// For replaying a file as if it were a microphone: chunk `n` is returned
-/// once the wall clock has passed the stream time at its start.
+/// once the wall clock has passed the stream time at its end. It sleeps in
+/// slices of at most 20 ms and returns at once when its stop flag is
+/// raised, so a paced file never delays a shutdown.
 pub struct Paced<S> {
     inner: S,
     started: Option<Instant>,
     frames: u64,
+    speed: f64,
+    stop: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 }
 
 impl<S: AudioSource> Paced<S> {
-    /// Wraps `inner`; the clock starts at the first read.
+    /// Wraps `inner` at real time; the clock starts at the first read.
     pub fn new(inner: S) -> Self {
+        Self::with_speed(inner, 1.0, None)
+    }
+
+    /// Wraps `inner` at `speed` times real time (> 0), giving up the wait
+    /// when `stop` is raised.
+    pub fn with_speed(
+        inner: S,
+        speed: f64,
+        stop: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+    ) -> Self {
         Paced {
             inner,
             started: None,
             frames: 0,
+            speed,
+            stop,
         }
     }
 }
@@ -77,9 +94,18 @@ impl<S: AudioSource> AudioSource for Paced<S> {
         // A chunk is available once its last frame has been "recorded".
         let more = self.inner.read_chunk(buf)?;
         self.frames += (buf.len() / format.channels.max(1)) as u64;
-        let due = Duration::from_secs_f64(self.frames as f64 / format.sample_rate as f64);
-        if let Some(wait) = due.checked_sub(started.elapsed()) {
-            std::thread::sleep(wait);
+        let due = Duration::from_secs_f64(
+            self.frames as f64 / format.sample_rate as f64 / self.speed.max(1e-6),
+        );
+        while let Some(wait) = due.checked_sub(started.elapsed()) {
+            if self
+                .stop
+                .as_ref()
+                .is_some_and(|s| s.load(std::sync::atomic::Ordering::Relaxed))
+            {
+                break;
+            }
+            std::thread::sleep(wait.min(Duration::from_millis(20)));
         }
         Ok(more)
     }
