@@ -49,12 +49,7 @@ fn assert_fails(file: &Path, cause: &str) {
 }
 
 fn noise_wav(dir: &Path, name: &str, seconds: f32) -> PathBuf {
-    let path = dir.join(name);
-    let mut rng = Rng(3);
-    let n = (22_050.0 * seconds) as usize;
-    let samples: Vec<i16> = (0..n).map(|_| (rng.signed() * 8000.0) as i16).collect();
-    write_wav_i16(&path, 22_050, 1, &samples);
-    path
+    common::noise_wav(dir, name, seconds, 3)
 }
 
 #[test]
@@ -214,12 +209,7 @@ fn batch_continues_past_bad_files() {
 
 /// Copies the tiny model and a manifest edited by `edit` into a temp dir.
 fn broken_model(test: &str, edit: impl Fn(String) -> String) -> PathBuf {
-    let dir = temp_dir(test);
-    std::fs::copy(repo("models/tiny/tiny.onnx"), dir.join("tiny.onnx")).unwrap();
-    let manifest = std::fs::read_to_string(repo("models/tiny/tiny.toml")).unwrap();
-    let path = dir.join("tiny.toml");
-    std::fs::write(&path, edit(manifest)).unwrap();
-    path
+    common::edited_tiny_model(test, edit)
 }
 
 fn assert_model_fails(manifest: &Path, names: &Path, cause: &str) {

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Rng, repo, temp_dir, write_wav_i16};
+use common::{repo, temp_dir};
 
 /// Runs `cmd` to completion within 60 s; returns exit code, stdout, stderr.
 fn run(mut cmd: Command) -> (i32, String, String) {
@@ -56,12 +56,7 @@ fn lines(stderr: &str) -> Vec<&str> {
 }
 
 fn noise_wav(dir: &Path, name: &str, seconds: f32) -> PathBuf {
-    let path = dir.join(name);
-    let mut rng = Rng(7);
-    let n = (22_050.0 * seconds) as usize;
-    let samples: Vec<i16> = (0..n).map(|_| (rng.signed() * 8000.0) as i16).collect();
-    write_wav_i16(&path, 22_050, 1, &samples);
-    path
+    common::noise_wav(dir, name, seconds, 7)
 }
 
 /// A 16-bit WAV header with any rate, channel count and bits, and `frames`
@@ -173,15 +168,7 @@ fn options_out_of_range_are_usage_errors() {
     }
 }
 
-/// Copies the tiny model with its manifest edited by `edit`.
-fn edited_model(test: &str, edit: impl Fn(String) -> String) -> PathBuf {
-    let dir = temp_dir(test);
-    std::fs::copy(repo("models/tiny/tiny.onnx"), dir.join("tiny.onnx")).unwrap();
-    let manifest = std::fs::read_to_string(repo("models/tiny/tiny.toml")).unwrap();
-    let path = dir.join("tiny.toml");
-    std::fs::write(&path, edit(manifest)).unwrap();
-    path
-}
+use common::edited_tiny_model as edited_model;
 
 /// Class 1 and 2: manifest sizes have ranges, input shapes have exactly
 /// four dimensions, and a model that is not a regular file is refused at
@@ -190,21 +177,9 @@ fn edited_model(test: &str, edit: impl Fn(String) -> String) -> PathBuf {
 fn manifests_with_huge_sizes_or_odd_files_are_refused_at_once() {
     let fifo_dir = temp_dir("hostile-fifo");
     let fifo = fifo_dir.join("model.onnx");
-    assert!(
-        Command::new("mkfifo")
-            .arg(&fifo)
-            .status()
-            .unwrap()
-            .success()
-    );
+    common::mkfifo(&fifo);
     let fifo_manifest = fifo_dir.join("fifo.toml");
-    assert!(
-        Command::new("mkfifo")
-            .arg(&fifo_manifest)
-            .status()
-            .unwrap()
-            .success()
-    );
+    common::mkfifo(&fifo_manifest);
     let big = "9223372036854775807";
     let cases: Vec<(String, PathBuf, &str)> = vec![
         (

@@ -669,11 +669,7 @@ fn status_page_api_and_metrics_serve_the_live_state() {
     let dir = temp_dir("listen_http");
     let alsa = AlsaFifo::new(&dir);
     let _writer = Writer::start(&alsa.fifo, vec![Step::Audio(signal(60.0, 21))]);
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = common::free_port();
     let addr = format!("127.0.0.1:{port}");
     let mut listener = alsa.listen(None, &["--hop", "0.5", "--http", &port.to_string()]);
     listener.until(Duration::from_secs(60), |v| v["seq"] == 2);
@@ -857,22 +853,8 @@ fn a_second_sigint_exits_at_once_while_the_stop_waits_for_the_device() {
 #[test]
 fn hostile_configs_by_sighup_leave_the_kiosk_running_and_stoppable() {
     let dir = temp_dir("listen_hostile_hup");
-    let fifo = dir.join("model-fifo.onnx");
-    assert!(
-        Command::new("mkfifo")
-            .arg(&fifo)
-            .status()
-            .unwrap()
-            .success()
-    );
     let manifest_fifo = dir.join("manifest-fifo.toml");
-    assert!(
-        Command::new("mkfifo")
-            .arg(&manifest_fifo)
-            .status()
-            .unwrap()
-            .success()
-    );
+    common::mkfifo(&manifest_fifo);
     let tiny = std::fs::read_to_string(repo("models/tiny/tiny.toml")).unwrap();
     std::fs::copy(repo("models/tiny/tiny.onnx"), dir.join("tiny.onnx")).unwrap();
     let zero_model = dir.join("zero.toml");
@@ -991,11 +973,7 @@ fn the_status_server_keeps_serving_under_abusive_clients() {
     let dir = temp_dir("listen_http_abuse");
     let alsa = AlsaFifo::new(&dir);
     let _writer = Writer::start(&alsa.fifo, vec![Step::Audio(signal(120.0, 61))]);
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = common::free_port();
     let addr = format!("127.0.0.1:{port}");
     let mut listener = alsa.listen(None, &["--hop", "0.5", "--http", &port.to_string()]);
     listener.next(Duration::from_secs(60));

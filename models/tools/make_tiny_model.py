@@ -81,6 +81,21 @@ def build(channels: int, height: int, width: int, seed: int) -> onnx.ModelProto:
     return model
 
 
+def native_model(nodes, inits, name: str, flag: str) -> onnx.ModelProto:
+    """A checked opset-17 model from `nodes`: genrepi's native 1x128x130
+    input in, one logit per label out."""
+    graph = helper.make_graph(
+        nodes, name,
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 1, 128, 130])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, len(LABELS)])],
+        inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)],
+                              producer_name="genrepi make_tiny_model.py" + flag)
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model
+
+
 def build_nan() -> onnx.ModelProto:
     """A model whose every output is NaN (a NaN bias after a mean), for the
     test that such output is an error and never a verdict."""
@@ -92,16 +107,7 @@ def build_nan() -> onnx.ModelProto:
         helper.make_node("Flatten", ["p"], ["f"], axis=1),
         helper.make_node("Gemm", ["f", "w", "b"], ["logits"], transB=1),
     ]
-    graph = helper.make_graph(
-        nodes, "genrepi-nan",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 1, 128, 130])],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, len(LABELS)])],
-        inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)],
-                              producer_name="genrepi make_tiny_model.py")
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    return model
+    return native_model(nodes, inits, "genrepi-nan", "")
 
 
 def build_slow(layers: int, seed: int) -> onnx.ModelProto:
@@ -124,16 +130,7 @@ def build_slow(layers: int, seed: int) -> onnx.ModelProto:
         helper.make_node("Flatten", ["p"], ["f"], axis=1),
         helper.make_node("Gemm", ["f", "wf", "bf"], ["logits"], transB=1),
     ]
-    graph = helper.make_graph(
-        nodes, "genrepi-slow",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 1, 128, 130])],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, len(LABELS)])],
-        inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)],
-                              producer_name="genrepi make_tiny_model.py --slow")
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    return model
+    return native_model(nodes, inits, "genrepi-slow", " --slow")
 
 
 def build_wide(seed: int) -> onnx.ModelProto:

@@ -88,6 +88,45 @@ pub fn write_wav_f32(path: &Path, rate: u32, channels: u16, samples: &[f32]) {
     std::fs::write(path, b).unwrap();
 }
 
+/// The tiny model copied into a fresh folder with its manifest edited by
+/// `edit`; returns the manifest.
+pub fn edited_tiny_model(test: &str, edit: impl Fn(String) -> String) -> PathBuf {
+    let dir = temp_dir(test);
+    std::fs::copy(repo("models/tiny/tiny.onnx"), dir.join("tiny.onnx")).unwrap();
+    let manifest = std::fs::read_to_string(repo("models/tiny/tiny.toml")).unwrap();
+    let path = dir.join("tiny.toml");
+    std::fs::write(&path, edit(manifest)).unwrap();
+    path
+}
+
+/// A loopback port nothing listens on (yet).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Makes a FIFO at `path` (mkfifo(1)).
+pub fn mkfifo(path: &Path) {
+    let ok = std::process::Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .expect("mkfifo runs");
+    assert!(ok.success(), "mkfifo {}", path.display());
+}
+
+/// A 16-bit mono 22050-Hz WAV of `seconds` of noise (seeded) at `dir/name`.
+pub fn noise_wav(dir: &Path, name: &str, seconds: f32, seed: u64) -> PathBuf {
+    let path = dir.join(name);
+    let mut rng = Rng(seed);
+    let n = (22_050.0 * seconds) as usize;
+    let samples: Vec<i16> = (0..n).map(|_| (rng.signed() * 8000.0) as i16).collect();
+    write_wav_i16(&path, 22_050, 1, &samples);
+    path
+}
+
 /// A fresh, empty temporary folder for one test.
 pub fn temp_dir(test: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("genrepi-test-{}-{test}", std::process::id()));
