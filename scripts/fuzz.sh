@@ -3,7 +3,8 @@
 # runs each one: decode (any bytes as audio through the front-end),
 # manifest, config and http.
 #
-#   bash scripts/fuzz.sh --seconds 20          # CI's smoke run: 20 s a target
+#   bash scripts/fuzz.sh --smoke --seconds 20  # CI's smoke run: 20 s a target,
+#                                              # built at opt-level 1 (faster build)
 #   bash scripts/fuzz.sh --runs 1000000        # 10^6 executions a target
 #   bash scripts/fuzz.sh --runs 1000000 decode # one target
 #
@@ -19,6 +20,13 @@ set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
 
 limit=(-max_total_time=20)
+if [ "${1:-}" = "--smoke" ]; then
+  # A quicker build for a short run: less optimisation, no debug info, its
+  # own target folder so a long campaign's build is left alone.
+  export CARGO_PROFILE_RELEASE_OPT_LEVEL=1 CARGO_PROFILE_RELEASE_DEBUG=0
+  export CARGO_TARGET_DIR=target/smoke
+  shift
+fi
 case "${1:-}" in
   --seconds) limit=(-max_total_time="$2"); shift 2 ;;
   --runs) limit=(-runs="$2"); shift 2 ;;
@@ -39,7 +47,7 @@ status=0
 for t in "${targets[@]}"; do
   mkdir -p "target/corpus/$t" "artifacts/$t"
   echo "fuzz: $t ${limit[*]}"
-  if ! "target/$host/release/$t" "target/corpus/$t" "corpus/$t" \
+  if ! "${CARGO_TARGET_DIR:-target}/$host/release/$t" "target/corpus/$t" "corpus/$t" \
       "${limit[@]}" -timeout=10 -rss_limit_mb=2048 -malloc_limit_mb=512 \
       -artifact_prefix="artifacts/$t/" -print_final_stats=1 2> "target/$t.log"; then
     echo "fuzz: $t FAILED; see fuzz/target/$t.log and fuzz/artifacts/$t/"
