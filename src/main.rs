@@ -36,10 +36,10 @@ struct Common {
     /// [default: $GENREPI_MODEL, else models/default.toml]
     #[arg(long, global = true, value_name = "PATH")]
     model: Option<PathBuf>,
-    /// Threads for each inference's matrix products.
-    #[arg(long, global = true, default_value_t = 1, value_name = "N",
-          value_parser = limits::parser(limits::THREADS))]
-    threads: usize,
+    /// Threads for each inference's matrix products, 1 to 256 [default: 1,
+    /// or `threads =` in listen's config file].
+    #[arg(long, global = true, value_name = "N", value_parser = limits::parser(limits::THREADS))]
+    threads: Option<usize>,
     /// Which of the manifest's variants to run: `auto` (the fastest this
     /// CPU runs natively, measured by `bench` when it has run here) or a
     /// name from `info`.
@@ -316,7 +316,7 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
     let manifest = model::locate(common.model.as_deref())?;
     let rss_before = genrepi::platform::resident_memory();
     let options = model::LoadOptions {
-        threads: common.threads,
+        threads: common.threads.unwrap_or(1),
         variant: common.variant.clone(),
     };
     let model = Model::load_with(&manifest, &options, |_| Ok(())).context("loading the model")?;
@@ -426,7 +426,8 @@ fn listen(common: &Common, a: &ListenArgs) -> anyhow::Result<()> {
     let cli = ListenConfig {
         model: common.model.clone(),
         // --threads has a default; only a non-default value overrides the file.
-        threads: (common.threads != 1).then_some(common.threads),
+        // Given on the command line (even as 1), it overrides the file.
+        threads: common.threads,
         device: a.device.clone(),
         rate: a.rate,
         channels: a.channels,
@@ -481,8 +482,8 @@ fn bench(common: &Common, windows: usize, json: bool) -> anyhow::Result<()> {
     };
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut threads = vec![1];
-    if common.threads > 1 {
-        threads.push(common.threads);
+    if let Some(n) = common.threads.filter(|&n| n > 1) {
+        threads.push(n);
     } else if cores > 1 {
         threads.push(cores);
     }
@@ -612,7 +613,7 @@ fn replay_realtime(
     for path in files {
         let cfg = ListenConfig {
             model: common.model.clone(),
-            threads: Some(common.threads),
+            threads: common.threads,
             hop: Some(hop.to_string()),
             json: Some(json),
             variant: match &common.variant {

@@ -252,3 +252,26 @@ fn listen_input_prints_what_replay_prints_for_each_window() {
         assert_eq!(l["probs"], r["probs"]);
     }
 }
+
+/// `--threads 1` on the command line overrides a config file's `threads`
+/// (the default value is no longer mistaken for "not given").
+#[test]
+fn threads_on_the_command_line_override_the_config_file() {
+    let dir = temp_dir("pipeline-threads");
+    let file = wav(&dir, "music.wav", &music(4.0, 9));
+    let config = dir.join("genrepi.toml");
+    std::fs::write(&config, "threads = 2\n").unwrap();
+    let threads = |extra: &[&str]| -> String {
+        let out = common::genrepi()
+            .args(["-v", "listen", "--config", config.to_str().unwrap()])
+            .args(["--input", file.to_str().unwrap(), "--speed", "0"])
+            .args(extra)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(out.status.success(), "{stderr}");
+        stderr
+    };
+    assert!(threads(&[]).contains("2 thread(s)"));
+    assert!(threads(&["--threads", "1"]).contains("1 thread(s)"));
+}
