@@ -184,8 +184,10 @@ pub fn run_children(
     variants: &[String],
     threads: &[usize],
     windows: usize,
+    progress: &crate::progress::Progress,
 ) -> Result<Vec<Row>> {
     let mut rows = Vec::new();
+    progress.start(variants.len() * threads.len());
     // An emulated build (qemu-user without binfmt) cannot start itself: the
     // children then go through $GENREPI_BENCH_WRAPPER (e.g. qemu-aarch64).
     let wrapper = std::env::var_os("GENREPI_BENCH_WRAPPER").filter(|w| !w.is_empty());
@@ -222,8 +224,10 @@ pub fn run_children(
                 return Err(failed());
             }
             rows.push(serde_json::from_slice(&out.stdout).map_err(|_| failed())?);
+            progress.advance(&format!("{variant}, {t} thread(s)"));
         }
     }
+    progress.finish();
     Ok(rows)
 }
 

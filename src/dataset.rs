@@ -92,11 +92,13 @@ pub fn scan(dir: &Path, labels: &[String]) -> Result<Vec<Clip>> {
 pub fn parallel_map<I: Sync, S, T: Send>(
     items: &[I],
     jobs: usize,
+    progress: &crate::progress::Progress,
     name: impl Fn(&I) -> String + Sync,
     init: impl Fn() -> Result<S> + Sync,
     work: impl Fn(&mut S, usize, &I) -> Result<T> + Sync,
 ) -> Result<Vec<Result<T>>> {
     let next = AtomicUsize::new(0);
+    progress.start(items.len());
     let results: Mutex<Vec<Option<Result<T>>>> =
         Mutex::new((0..items.len()).map(|_| None).collect());
     std::thread::scope(|scope| {
@@ -109,7 +111,9 @@ pub fn parallel_map<I: Sync, S, T: Send>(
                         let Some(item) = items.get(i) else {
                             return Ok(());
                         };
-                        let out = crate::error::contain(&name(item), || work(&mut state, i, item));
+                        let what = name(item);
+                        let out = crate::error::contain(&what, || work(&mut state, i, item));
+                        progress.advance(&what);
                         if matches!(out, Err(Error::Panic { .. })) {
                             // The worker's state may be half-updated: start afresh.
                             state = init()?;
@@ -133,6 +137,7 @@ pub fn parallel_map<I: Sync, S, T: Send>(
             })
             .collect::<Result<Vec<()>>>()
     })?;
+    progress.finish();
     let results = results.into_inner().unwrap_or_default();
     Ok(results.into_iter().flatten().collect())
 }
@@ -181,6 +186,7 @@ pub fn export_features(
     out: &Path,
     hop_frames: usize,
     jobs: usize,
+    progress: &crate::progress::Progress,
 ) -> Result<FeaturesOutcome> {
     if out.extension().is_none_or(|e| e != "npz") {
         return Err(Error::Write {
@@ -194,6 +200,7 @@ pub fn export_features(
     let per_clip = parallel_map(
         &clips,
         jobs,
+        progress,
         |clip| clip.path.display().to_string(),
         || Ok((Frontend::new(&cfg, hop_frames)?, Vec::new())),
         |(frontend, scratch), _, clip| -> Result<(Vec<f32>, Vec<f32>, StreamStats)> {

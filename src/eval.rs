@@ -103,7 +103,14 @@ struct ClipOutcome {
 
 /// Evaluates `model` on every clip under `dir` with `jobs` workers and a
 /// window hop of `hop_frames` STFT frames.
-pub fn evaluate(model: &Arc<Model>, dir: &Path, hop_frames: usize, jobs: usize) -> Result<Report> {
+/// `progress` counts the clips as they are done.
+pub fn evaluate(
+    model: &Arc<Model>,
+    dir: &Path,
+    hop_frames: usize,
+    jobs: usize,
+    progress: &crate::progress::Progress,
+) -> Result<Report> {
     let clips = scan(dir, model.labels())?;
     log::info!(
         "evaluating {} clips from {} on {jobs} worker(s)",
@@ -114,6 +121,7 @@ pub fn evaluate(model: &Arc<Model>, dir: &Path, hop_frames: usize, jobs: usize) 
     let outcomes = parallel_map(
         &clips,
         jobs,
+        progress,
         |clip| clip.path.display().to_string(),
         || Ok((Frontend::new(&cfg, hop_frames)?, model.classifier()?)),
         |(frontend, classifier), _, clip: &Clip| -> Result<ClipOutcome> {

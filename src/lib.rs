@@ -16,6 +16,7 @@
 //! - [`dataset`] and [`eval`]: GTZAN-layout folders, feature export, accuracy;
 //! - [`limits`]: the valid range of every size, rate and count from outside;
 //! - [`platform`]: the CPU features that decide tract's kernels;
+//! - [`progress`]: progress bars on a terminal's stderr for long work;
 //! - [`bench`]: what each model variant costs here, cached for `--variant auto`.
 
 pub mod audio;
@@ -31,6 +32,7 @@ pub mod live;
 pub mod model;
 pub mod output;
 pub mod platform;
+pub mod progress;
 pub mod scheduler;
 
 pub use error::{Error, Result};

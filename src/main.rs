@@ -9,13 +9,14 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 
 use genrepi::audio::{AudioSource, FileSource, Paced};
 use genrepi::kiosk::{self, ListenConfig};
 use genrepi::live::LiveSettings;
 use genrepi::model::{self, Model};
 use genrepi::output::{Format, Printer};
+use genrepi::progress::Progress;
 use genrepi::scheduler::{Frontend, StageTimes, classify_stream};
 use genrepi::{dataset, eval, limits};
 
@@ -113,6 +114,13 @@ enum Command {
     Listen(ListenArgs),
     /// List audio input devices with their rates, channels and formats.
     Devices,
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), generated from these definitions.
+    Manpage,
     /// Measure every variant of the model on this machine (load time,
     /// per-window median and p95 at 1 and all threads, peak memory,
     /// kernels) and cache the figures for `--variant auto`.
@@ -249,6 +257,14 @@ fn main() -> ExitCode {
     }
 }
 
+/// Writes `bytes` to stdout (a closed pipe ends quietly, see `main`).
+fn write_stdout(bytes: &[u8]) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(bytes)
+        .and_then(|_| out.flush())
+        .context("stdout")
+}
+
 /// Prints `genrepi: error: MESSAGE` on stderr as one line: control
 /// characters (a file name's newline or escape codes) are escaped, and a
 /// broken stderr is ignored so it can never stop a batch.
@@ -306,6 +322,19 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
             ..
         } => return replay_realtime(common, files, *json, *hop),
         Command::Devices => return devices().map(|_| true),
+        Command::Completions { shell } => {
+            // Into memory first: the generators panic on a closed pipe.
+            let mut script = Vec::new();
+            clap_complete::generate(*shell, &mut Cli::command(), "genrepi", &mut script);
+            return write_stdout(&script).map(|_| true);
+        }
+        Command::Manpage => {
+            let mut page = Vec::new();
+            clap_mangen::Man::new(Cli::command())
+                .render(&mut page)
+                .context("rendering the man page")?;
+            return write_stdout(&page).map(|_| true);
+        }
         Command::Bench {
             windows,
             json,
@@ -343,7 +372,8 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
         } => {
             let hop_frames = hop_frames(&model, hop)?;
             let started = Instant::now();
-            let result = eval::evaluate(&model, &dir, hop_frames, jobs(j)?)?;
+            let progress = Progress::new(!common.quiet, "clips");
+            let result = eval::evaluate(&model, &dir, hop_frames, jobs(j)?, &progress)?;
             // The report first: a closed or full stdout must not lose it.
             if let Some(path) = report {
                 result.write_json(&path)?;
@@ -363,7 +393,9 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
             jobs: j,
         } => {
             let hop_frames = hop_frames(&model, hop)?;
-            let outcome = dataset::export_features(&model, &dir, &out, hop_frames, jobs(j)?)?;
+            let progress = Progress::new(!common.quiet, "clips");
+            let outcome =
+                dataset::export_features(&model, &dir, &out, hop_frames, jobs(j)?, &progress)?;
             let mut stdout = std::io::stdout().lock();
             writeln!(
                 stdout,
@@ -390,7 +422,9 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
                 .context("stdout")?;
             Ok(true)
         }
-        Command::Listen(_) | Command::Devices => unreachable!("handled above"),
+        Command::Listen(_) | Command::Devices | Command::Completions { .. } | Command::Manpage => {
+            unreachable!("handled above")
+        }
     }
 }
 
@@ -488,7 +522,15 @@ fn bench(common: &Common, windows: usize, json: bool) -> anyhow::Result<()> {
         threads.push(cores);
     }
     let exe = std::env::current_exe().context("locating genrepi's own binary")?;
-    let rows = genrepi::bench::run_children(&exe, &manifest_path, &variants, &threads, windows)?;
+    let progress = Progress::new(!common.quiet, "runs");
+    let rows = genrepi::bench::run_children(
+        &exe,
+        &manifest_path,
+        &variants,
+        &threads,
+        windows,
+        &progress,
+    )?;
     let text = if json {
         format!("{}\n", serde_json::to_string_pretty(&rows)?)
     } else {

@@ -172,7 +172,9 @@ impl Frontend {
         let window_samples = cfg.window_samples() as u64;
         if self.pad_short && feeder.windows == 0 && feeder.mono_out < window_samples {
             let policy = cfg.short_input;
-            log::warn!(
+            // Said once per stream at info level: a batch of excerpts would
+            // otherwise fill the terminal (replay's verdict line says it too).
+            log::info!(
                 "{}: {:.2} s is shorter than one window ({:.2} s); {}",
                 source.name(),
                 feeder.mono_out as f64 / cfg.sample_rate as f64,

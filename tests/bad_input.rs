@@ -121,7 +121,6 @@ fn short_clip_is_padded_to_one_window() {
     let path = noise_wav(&dir, "short.wav", 1.0);
     let (code, stdout, stderr) = replay(&[&path]);
     assert_eq!(code, 0, "{stderr}");
-    assert!(stderr.contains("shorter than one window"), "{stderr}");
     assert!(stdout.contains("over 1 window(s) (padded"), "{stdout}");
 }
 
