@@ -358,12 +358,17 @@ def cached_net(cache: Path, key: dict, classes: int, fit):
 # `short_input`: how a short recording becomes a window (in training, eval
 # and the shipped manifest alike); `crop_hop`: train on random crops cut
 # every that many seconds (None: the non-overlapping windows only);
-# `repeat_short`: how many times a short clip's window is drawn an epoch.
+# `repeat_short`: how many times a short clip's window is drawn an epoch;
+# `patience`, when given, replaces --patience (`loop14`: never stop early, so
+# the one-cycle schedule always anneals to its end; the best validation
+# epoch's weights are still the ones kept).
 RECIPES = {
     "before": {"train_on": "full", "short_input": "pad", "crop_hop": None, "repeat_short": 1},
     "loop": {"train_on": "all", "short_input": "loop", "crop_hop": 0.5, "repeat_short": 1},
     "pad": {"train_on": "all", "short_input": "pad", "crop_hop": 0.5, "repeat_short": 1},
     "loop-x2": {"train_on": "all", "short_input": "loop", "crop_hop": 0.5, "repeat_short": 2},
+    "loop14": {"train_on": "all", "short_input": "loop", "crop_hop": 0.5, "repeat_short": 1,
+               "patience": 14},
 }
 
 
