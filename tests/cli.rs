@@ -46,5 +46,11 @@ fn no_progress_bar_when_stderr_is_not_a_terminal() {
     ]);
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.contains("clip accuracy"), "{stdout}");
-    assert!(stderr.is_empty(), "nothing on a piped stderr: {stderr:?}");
+    // Only tract's note under qemu-user (its /proc/cpuinfo has no Features
+    // line; never on a Pi) may be there.
+    let rest: Vec<&str> = stderr
+        .lines()
+        .filter(|l| !(l.contains("tract_linalg::arm64") && l.contains("/proc/cpuinfo")))
+        .collect();
+    assert!(rest.is_empty(), "nothing on a piped stderr: {stderr:?}");
 }
