@@ -3,7 +3,7 @@
 //! inputs failed, 2 bad usage).
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Instant;
@@ -11,7 +11,7 @@ use std::time::Instant;
 use anyhow::Context;
 use clap::{Args, CommandFactory, Parser, Subcommand};
 
-use genrepi::audio::{AudioSource, FileSource, Paced};
+use genrepi::audio::FileSource;
 use genrepi::kiosk::{self, ListenConfig};
 use genrepi::live::LiveSettings;
 use genrepi::model::{self, Model};
@@ -355,14 +355,14 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
     match cli.command {
         Command::Replay {
             files,
-            realtime,
             json,
             hop,
             timings,
+            ..
         } => {
             let hop_frames = hop_frames(&model, Some(hop))?;
             let format = if json { Format::Json } else { Format::Text };
-            replay(&model, &files, hop_frames, realtime, format, timings)
+            replay(&model, &files, hop_frames, format, timings)
         }
         Command::Eval {
             dir,
@@ -594,7 +594,6 @@ fn replay(
     model: &Arc<Model>,
     files: &[PathBuf],
     hop_frames: usize,
-    realtime: bool,
     format: Format,
     timings: bool,
 ) -> anyhow::Result<bool> {
@@ -606,9 +605,9 @@ fn replay(
     for path in files {
         let name = path.display().to_string();
         let result = genrepi::error::contain(&name, || {
-            let mut source = open_source(path, realtime)?;
+            let mut source = FileSource::open(path)?;
             let mut io_error = None;
-            let result = classify_stream(&mut frontend, &mut classifier, source.as_mut(), |p| {
+            let result = classify_stream(&mut frontend, &mut classifier, &mut source, |p| {
                 if let Err(e) = printer.window(&name, p) {
                     io_error.get_or_insert(e);
                 }
@@ -675,15 +674,6 @@ fn replay_realtime(
         }
     }
     Ok(all_ok)
-}
-
-fn open_source(path: &Path, realtime: bool) -> genrepi::Result<Box<dyn AudioSource>> {
-    let source = FileSource::open(path)?;
-    Ok(if realtime {
-        Box::new(Paced::new(source))
-    } else {
-        Box::new(source)
-    })
 }
 
 fn print_timings(name: &str, t: &StageTimes, windows: usize, audio_seconds: f64) {

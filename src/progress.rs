@@ -9,7 +9,6 @@ use std::io::IsTerminal;
 #[derive(Clone, Default)]
 pub struct Progress {
     bar: Option<indicatif::ProgressBar>,
-    unit: &'static str,
 }
 
 impl Progress {
@@ -17,7 +16,7 @@ impl Progress {
     /// terminal; a hidden one otherwise.
     pub fn new(wanted: bool, unit: &'static str) -> Self {
         if !(wanted && std::io::stderr().is_terminal()) {
-            return Progress { bar: None, unit };
+            return Progress { bar: None };
         }
         let style = indicatif::ProgressStyle::with_template(
             "{bar:30} {pos}/{len} {unit} ({per_sec}, {eta} left) {wide_msg}",
@@ -32,10 +31,7 @@ impl Progress {
         })
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
         let bar = indicatif::ProgressBar::new(0).with_style(style);
-        Progress {
-            bar: Some(bar),
-            unit,
-        }
+        Progress { bar: Some(bar) }
     }
 
     /// A bar that never draws (tests, library callers).
@@ -64,10 +60,5 @@ impl Progress {
         if let Some(b) = &self.bar {
             b.finish_and_clear();
         }
-    }
-
-    /// What is counted.
-    pub fn unit(&self) -> &'static str {
-        self.unit
     }
 }
