@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use genrepi::audio::{AudioSource, FileSource, MemorySource, StreamFormat};
 use genrepi::features::{FeatureConfig, MelStream};
-use genrepi::scheduler::Frontend;
+use genrepi::frontend::Frontend;
 
 const RUNS: usize = 30;
 

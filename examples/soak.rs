@@ -21,9 +21,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use genrepi::audio::{self, AudioSource, Conditioner, FileSource, RingStats, StreamFormat};
-use genrepi::live::{Counters, Hop, LiveSettings, Opener, Pipeline, Verdict};
+use genrepi::audio::{self, AudioSource, Conditioner, FileSource, Opener, Session, StreamFormat};
 use genrepi::model::{self, Model};
+use genrepi::scheduler::{Counters, Hop, LiveSettings, Pipeline, Verdict};
 
 #[derive(Parser)]
 struct Args {
@@ -84,10 +84,7 @@ struct SoakOpener {
 }
 
 impl Opener for SoakOpener {
-    fn open(
-        &mut self,
-        stop: Arc<AtomicBool>,
-    ) -> genrepi::Result<(Box<dyn Send>, Box<dyn AudioSource + Send>, Arc<RingStats>)> {
+    fn open(&mut self, stop: Arc<AtomicBool>) -> genrepi::Result<Session> {
         let format = StreamFormat {
             sample_rate: RATE,
             channels: CHANNELS,
@@ -136,7 +133,11 @@ impl Opener for SoakOpener {
             done.store(true, Ordering::Relaxed);
             ended.store(true, Ordering::Relaxed);
         });
-        Ok((Box::new(producer), Box::new(reader), stats))
+        Ok(Session {
+            guard: Box::new(producer),
+            source: Box::new(reader),
+            stats,
+        })
     }
 
     fn exhausted(&self) -> bool {

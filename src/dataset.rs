@@ -16,8 +16,8 @@ use serde::Serialize;
 
 use crate::audio::FileSource;
 use crate::error::{Error, Result};
+use crate::frontend::{Frontend, StreamStats};
 use crate::model::Model;
-use crate::scheduler::{Frontend, StreamStats};
 
 /// File extensions treated as audio when scanning a dataset.
 pub const AUDIO_EXTENSIONS: &[&str] = &[
@@ -180,6 +180,9 @@ pub struct FeaturesOutcome {
 /// `out` (`.npz`) gets `x` (f32, `[N, C, H, W]`), `y` (i64 label index),
 /// `clip` (i64 index into the sidecar's clip list) and `start_s` (f32);
 /// `out` with `.json` gets [`FeaturesMeta`].
+///
+/// About 85 lines: the parallel pass and the merge of its results in clip
+/// order share the sidecar being built; the file writing is `write_npz`.
 pub fn export_features(
     model: &std::sync::Arc<Model>,
     dir: &Path,
@@ -250,29 +253,11 @@ pub fn export_features(
     }
     let n = y.len();
     let [_, c, h, w] = model.manifest().input.shape;
+    write_npz(out, (n, c, h, w), &x, y, clip_ix, start_s)?;
     let write_err = |detail: String| Error::Write {
         path: out.to_path_buf(),
         detail,
     };
-    let xs = ArrayView4::from_shape((n, c, h, w), &x).map_err(|e| write_err(e.to_string()))?;
-    let npz_err =
-        |name: &str, e: ndarray_npy::WriteNpzError| std::io::Error::other(format!("{name}: {e}"));
-    // The arrays, then the small sidecar, each to a temporary file renamed
-    // when complete: a kill or a full disk never leaves a half-written
-    // output where a good one was.
-    crate::output::write_atomically_with(out, |file| {
-        let mut npz = NpzWriter::new(std::io::BufWriter::new(file));
-        npz.add_array("x", &xs).map_err(|e| npz_err("x", e))?;
-        npz.add_array("y", &Array1::from(y))
-            .map_err(|e| npz_err("y", e))?;
-        npz.add_array("clip", &Array1::from(clip_ix))
-            .map_err(|e| npz_err("clip", e))?;
-        npz.add_array("start_s", &Array1::from(start_s))
-            .map_err(|e| npz_err("start_s", e))?;
-        let mut buffered = npz.finish().map_err(|e| npz_err("finish", e))?;
-        std::io::Write::flush(&mut buffered)
-    })
-    .map_err(|e| write_err(e.to_string()))?;
     let meta_path = out.with_extension("json");
     let json = serde_json::to_string_pretty(&meta).map_err(|e| write_err(e.to_string()))?;
     crate::output::write_atomically(&meta_path, json.as_bytes()).map_err(|e| Error::Write {
@@ -284,4 +269,38 @@ pub fn export_features(
         clips: meta.clips.len(),
         failed,
     })
+}
+
+/// The feature arrays (`x` of `shape`, then `y`, `clip` and `start_s`, one
+/// per window) into `out` through a temporary file renamed when complete: a
+/// kill or a full disk never leaves a half-written output where a good one
+/// was.
+fn write_npz(
+    out: &Path,
+    shape: (usize, usize, usize, usize),
+    x: &[f32],
+    y: Vec<i64>,
+    clip: Vec<i64>,
+    start_s: Vec<f32>,
+) -> Result<()> {
+    let write_err = |detail: String| Error::Write {
+        path: out.to_path_buf(),
+        detail,
+    };
+    let xs = ArrayView4::from_shape(shape, x).map_err(|e| write_err(e.to_string()))?;
+    let npz_err =
+        |name: &str, e: ndarray_npy::WriteNpzError| std::io::Error::other(format!("{name}: {e}"));
+    crate::output::write_atomically_with(out, |file| {
+        let mut npz = NpzWriter::new(std::io::BufWriter::new(file));
+        npz.add_array("x", &xs).map_err(|e| npz_err("x", e))?;
+        npz.add_array("y", &Array1::from(y))
+            .map_err(|e| npz_err("y", e))?;
+        npz.add_array("clip", &Array1::from(clip))
+            .map_err(|e| npz_err("clip", e))?;
+        npz.add_array("start_s", &Array1::from(start_s))
+            .map_err(|e| npz_err("start_s", e))?;
+        let mut buffered = npz.finish().map_err(|e| npz_err("finish", e))?;
+        std::io::Write::flush(&mut buffered)
+    })
+    .map_err(|e| write_err(e.to_string()))
 }

@@ -1,6 +1,6 @@
 //! `genrepi eval`: accuracy of a model on a GTZAN-layout folder.
 //!
-//! Each clip goes through the same [`crate::scheduler`] path as replay, with
+//! Each clip goes through the same [`crate::frontend`] path as replay, with
 //! non-overlapping windows by default; a clip's verdict is the mean of its
 //! windows' probabilities. Clips are spread over worker threads, each with
 //! its own classifier. Owns the metrics (window and clip accuracy, per-genre
@@ -15,8 +15,8 @@ use serde::Serialize;
 use crate::audio::FileSource;
 use crate::dataset::{Clip, parallel_map, scan};
 use crate::error::{Error, Result};
+use crate::frontend::{Frontend, StageTimes, argmax, classify_stream};
 use crate::model::Model;
-use crate::scheduler::{Frontend, StageTimes, argmax, classify_stream};
 
 /// One clip's outcome.
 #[derive(Debug, Clone, Serialize)]
@@ -193,21 +193,8 @@ fn summarise(
             window_probs: outcome.window_probs,
         });
     }
-    let ratio = |a: usize, b: usize| if b == 0 { 0.0 } else { a as f64 / b as f64 };
     let clips_ok: usize = (0..k).map(|i| confusion[i][i]).sum();
-    let per_class = labels
-        .iter()
-        .enumerate()
-        .map(|(i, l)| {
-            let n: usize = confusion[i].iter().sum();
-            let report = ClassReport {
-                clips: n,
-                correct: confusion[i][i],
-                recall: ratio(confusion[i][i], n),
-            };
-            (l.clone(), report)
-        })
-        .collect();
+    let per_class = per_class(&labels, &confusion);
     let stage_seconds = [
         ("decode", times.decode),
         ("resample", times.resample),
@@ -230,6 +217,27 @@ fn summarise(
         stage_seconds,
         failed,
     }
+}
+
+fn ratio(a: usize, b: usize) -> f64 {
+    if b == 0 { 0.0 } else { a as f64 / b as f64 }
+}
+
+/// Recall of each genre from the clip confusion matrix.
+fn per_class(labels: &[String], confusion: &[Vec<usize>]) -> BTreeMap<String, ClassReport> {
+    labels
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            let n: usize = confusion[i].iter().sum();
+            let report = ClassReport {
+                clips: n,
+                correct: confusion[i][i],
+                recall: ratio(confusion[i][i], n),
+            };
+            (l.clone(), report)
+        })
+        .collect()
 }
 
 /// Median and p95 (nearest rank) of `xs`; zeros when empty.

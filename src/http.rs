@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Map, Value, json};
 
 use crate::error::{Error, Result};
-use crate::live::Counters;
+use crate::scheduler::{Counters, Verdict};
 
 /// What the listener last knew, for the status page.
 #[derive(Debug, Clone, Default)]
@@ -44,6 +44,34 @@ pub struct Status {
     pub hop_s: f64,
     /// Wall-clock time of the latest verdict (RFC 3339).
     pub updated: String,
+}
+
+impl Status {
+    /// Takes in one verdict of the live pipeline (`labels` in the model's
+    /// order; `hop_s` the hop in force).
+    pub fn record(&mut self, v: &Verdict<'_>, labels: &[String], hop_s: f64) {
+        self.level_db = v.level_db;
+        self.latency_ms = v.latency.as_secs_f64() * 1e3;
+        self.updated = humantime::format_rfc3339_millis(v.ts).to_string();
+        self.hop_s = hop_s;
+        match &v.result {
+            None => {
+                self.genre = Some("silence".into());
+                self.probability = 0.0;
+                self.probs.clear();
+            }
+            Some(c) => {
+                self.genre = Some(labels[c.smoothed].clone());
+                self.probability = c.smoothed_p;
+                self.inference_ms = c.inference.as_secs_f64() * 1e3;
+                self.probs = labels
+                    .iter()
+                    .cloned()
+                    .zip(c.probs.iter().copied())
+                    .collect();
+            }
+        }
+    }
 }
 
 /// Everything a response needs.
@@ -91,6 +119,10 @@ impl Board {
     }
 
     /// `/metrics` body (Prometheus text exposition format 0.0.4).
+    ///
+    /// Long (about 90 lines) because it is one flat list of metric families,
+    /// each with its HELP and TYPE lines, in the order a scraper shows them;
+    /// split up, the exposition would no longer read top to bottom.
     pub fn metrics(&self) -> String {
         let s = self.snapshot();
         let c = &self.counters;

@@ -7,11 +7,15 @@
 //! - [`audio`]: sources behind one trait, downmix and resampling;
 //! - [`features`]: the librosa-compatible streaming mel front-end;
 //! - [`model`]: manifest, tract plan, per-worker classifiers;
-//! - [`scheduler`]: the consumer that drives a source through the stages;
-//! - [`live`]: the bounded-memory live scheduler (capture and inference
-//!   threads, window queue, smoothing);
+//! - [`frontend`]: drives one source through conditioning and the mel
+//!   stream into windows (and, for replay, the model) — the path every input
+//!   shares;
+//! - [`scheduler`]: the bounded-memory live scheduler for microphones and
+//!   paced files (capture and inference threads, window queue, smoothing);
 //! - [`http`]: the optional status page, JSON and Prometheus metrics;
-//! - [`kiosk`]: `listen` as a service: config, signals, reloads;
+//! - [`config`]: `listen`'s settings, from a file and the command line,
+//!   checked once;
+//! - [`kiosk`]: `listen` as a service: signals, loads and reloads, status;
 //! - [`output`]: text and JSON lines;
 //! - [`dataset`] and [`eval`]: GTZAN-layout folders, feature export, accuracy;
 //! - [`limits`]: the valid range of every size, rate and count from outside;
@@ -21,14 +25,15 @@
 
 pub mod audio;
 pub mod bench;
+pub mod config;
 pub mod dataset;
 pub mod error;
 pub mod eval;
 pub mod features;
+pub mod frontend;
 pub mod http;
 pub mod kiosk;
 pub mod limits;
-pub mod live;
 pub mod model;
 pub mod output;
 pub mod platform;

@@ -2,8 +2,9 @@
 //! library and maps the outcome to an exit code (0 ok, 1 failure or some
 //! inputs failed, 2 bad usage).
 
+use std::fmt::Write as _;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Instant;
@@ -12,12 +13,13 @@ use anyhow::Context;
 use clap::{Args, CommandFactory, Parser, Subcommand};
 
 use genrepi::audio::FileSource;
-use genrepi::kiosk::{self, ListenConfig};
-use genrepi::live::LiveSettings;
+use genrepi::config::ListenConfig;
+use genrepi::frontend::{Frontend, StageTimes, classify_stream};
+use genrepi::kiosk;
 use genrepi::model::{self, Model};
 use genrepi::output::{Format, Printer};
 use genrepi::progress::Progress;
-use genrepi::scheduler::{Frontend, StageTimes, classify_stream};
+use genrepi::scheduler::LiveSettings;
 use genrepi::{dataset, eval, limits};
 
 /// Music genre, every second, from a microphone or a file.
@@ -111,7 +113,7 @@ enum Command {
     /// and the memory plan `listen` would use.
     Info,
     /// Listen to a microphone and print the genre every hop until SIGINT/SIGTERM.
-    Listen(ListenArgs),
+    Listen(Box<ListenArgs>),
     /// List audio input devices with their rates, channels and formats.
     Devices,
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
@@ -138,97 +140,16 @@ enum Command {
     },
 }
 
-/// `listen` options; each one overrides the config file's.
+/// `listen` options: a config file, and every setting it may hold (each
+/// given here overrides the file's; one definition, `config::ListenConfig`).
 #[derive(Args, Debug)]
 struct ListenArgs {
     /// TOML config file with any of these settings (see deploy/genrepi.toml);
     /// SIGHUP rereads it.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
-    /// Input device: a substring of its name or id (see `genrepi devices`)
-    /// [default: the default input].
-    #[arg(long, value_name = "NAME")]
-    device: Option<String>,
-    /// Capture sample rate in Hz, 1000 to 768000 [default: the device's].
-    #[arg(long, value_name = "HZ", value_parser = limits::parser(limits::AUDIO_RATE))]
-    rate: Option<u32>,
-    /// Capture channels, 1 to 64 [default: the device's].
-    #[arg(long, value_name = "N", value_parser = channels)]
-    channels: Option<u16>,
-    /// Capture sample format: i16, i32, f32, u8… [default: the device's].
-    #[arg(long, value_name = "FORMAT", value_parser = sample_format)]
-    format: Option<String>,
-    /// Seconds between window starts (0.01 to 3600), or `auto` to follow
-    /// inference time [default: 1.0].
-    #[arg(long, value_name = "SECONDS|auto", value_parser = hop)]
-    hop: Option<String>,
-    /// Windows waiting for the model at most, 1 to 1024; when full the
-    /// oldest is dropped [default: 2].
-    #[arg(long, value_name = "N", value_parser = limits::parser(limits::QUEUE))]
-    queue: Option<usize>,
-    /// Skip windows that waited longer than this, 0.01 to 3600 s
-    /// [default: 2 hops, at least 1 s].
-    #[arg(long, value_name = "SECONDS", value_parser = limits::parser(limits::DEADLINE_SECONDS))]
-    deadline: Option<f64>,
-    /// Smoothing span in windows (exponential moving average), 1 to 1000
-    /// [default: 4].
-    #[arg(long, value_name = "N", value_parser = limits::parser(limits::SMOOTHING))]
-    smoothing: Option<usize>,
-    /// A new genre is reported only when its smoothed probability leads by
-    /// this much, 0 to 1 [default: 0.1].
-    #[arg(long, value_name = "P", value_parser = limits::parser(limits::HYSTERESIS))]
-    hysteresis: Option<f32>,
-    /// Windows quieter than this RMS level are reported as `silence`,
-    /// -200 to 0 [default: -60].
-    #[arg(long, value_name = "DBFS", allow_hyphen_values = true,
-          value_parser = limits::parser(limits::SILENCE_DB))]
-    silence_db: Option<f32>,
-    /// Reopen the device after this long without audio, 0.1 to 3600 s
-    /// [default: 3].
-    #[arg(long, value_name = "SECONDS", value_parser = limits::parser(limits::STALL_SECONDS))]
-    stall_timeout: Option<f64>,
-    /// Serve a status page, /api/status and /metrics on PORT or ADDR:PORT
-    /// (a bare port binds 127.0.0.1) [default: off].
-    #[arg(long, value_name = "ADDR:PORT")]
-    http: Option<String>,
-    /// Refuse to start if the memory plan exceeds this (e.g. 256M, 1G;
-    /// 1M to 1T).
-    #[arg(long, value_name = "SIZE", value_parser = max_memory)]
-    max_memory: Option<String>,
-    /// JSON lines instead of text.
-    #[arg(long)]
-    json: bool,
-    /// Read this audio file instead of the device, through the same
-    /// pipeline (queue, deadline, silence gate, smoothing, output); ends
-    /// with the file.
-    #[arg(long, value_name = "FILE")]
-    input: Option<PathBuf>,
-    /// Pace of --input, × real time, 0 to 1000; 0 reads as fast as the
-    /// model takes windows, dropping none [default: 1].
-    #[arg(long, value_name = "X", value_parser = limits::parser(limits::SPEED))]
-    speed: Option<f64>,
-}
-
-/// `--channels`: a count in [`limits::AUDIO_CHANNELS`].
-fn channels(s: &str) -> Result<u16, String> {
-    limits::parser(limits::AUDIO_CHANNELS)(s).map(|c| c as u16)
-}
-
-/// `listen --format`: a sample format genrepi captures.
-fn sample_format(s: &str) -> Result<String, String> {
-    genrepi::audio::capture::parse_sample_format(s).map(|_| s.to_string())
-}
-
-/// `listen --hop`: seconds in range, or `auto`.
-fn hop(s: &str) -> Result<String, String> {
-    s.parse::<genrepi::live::Hop>().map(|_| s.to_string())
-}
-
-/// `--max-memory`: a size in [`limits::MAX_MEMORY`].
-fn max_memory(s: &str) -> Result<String, String> {
-    kiosk::parse_size(s)
-        .map(|_| s.to_string())
-        .map_err(|e| e.to_string())
+    #[command(flatten)]
+    settings: ListenConfig,
 }
 
 fn main() -> ExitCode {
@@ -349,9 +270,6 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
         variant: common.variant.clone(),
     };
     let model = Model::load_with(&manifest, &options, |_| Ok(())).context("loading the model")?;
-    let jobs = |j: Option<usize>| -> anyhow::Result<usize> {
-        Ok(j.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())))
-    };
     match cli.command {
         Command::Replay {
             files,
@@ -368,64 +286,84 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
             dir,
             report,
             hop,
-            jobs: j,
-        } => {
-            let hop_frames = hop_frames(&model, hop)?;
-            let started = Instant::now();
-            let progress = Progress::new(!common.quiet, "clips");
-            let result = eval::evaluate(&model, &dir, hop_frames, jobs(j)?, &progress)?;
-            // The report first: a closed or full stdout must not lose it.
-            if let Some(path) = report {
-                result.write_json(&path)?;
-                log::info!("report written to {}", path.display());
-            }
-            let mut out = std::io::stdout().lock();
-            write!(out, "{}", result.to_text()).context("stdout")?;
-            writeln!(out, "wall time: {:.1} s", started.elapsed().as_secs_f64())
-                .and_then(|_| out.flush())
-                .context("stdout")?;
-            Ok(result.failed.is_empty())
-        }
+            jobs,
+        } => eval_command(common, &model, &dir, report.as_deref(), hop, jobs),
         Command::Features {
             dir,
             out,
             hop,
-            jobs: j,
-        } => {
-            let hop_frames = hop_frames(&model, hop)?;
-            let progress = Progress::new(!common.quiet, "clips");
-            let outcome =
-                dataset::export_features(&model, &dir, &out, hop_frames, jobs(j)?, &progress)?;
-            let mut stdout = std::io::stdout().lock();
-            writeln!(
-                stdout,
-                "{}: {} windows from {} clips ({} failed)",
-                genrepi::output::escape_control(&out.display().to_string()),
-                outcome.windows,
-                outcome.clips,
-                outcome.failed.len()
-            )
-            .and_then(|_| stdout.flush())
-            .context("stdout")?;
-            Ok(outcome.failed.is_empty())
-        }
+            jobs,
+        } => features_command(common, &model, &dir, &out, hop, jobs),
         Command::Info => {
             print_info(&model).context("stdout")?;
             print_measured_memory(&model, rss_before)?;
             Ok(true)
         }
         Command::Bench { windows, .. } => {
+            // A child of `genrepi bench`: one variant, one JSON row.
             let row = genrepi::bench::measure(&model, windows)?;
-            let mut out = std::io::stdout().lock();
-            writeln!(out, "{}", serde_json::to_string(&row)?)
-                .and_then(|_| out.flush())
-                .context("stdout")?;
+            write_stdout(format!("{}\n", serde_json::to_string(&row)?).as_bytes())?;
             Ok(true)
         }
         Command::Listen(_) | Command::Devices | Command::Completions { .. } | Command::Manpage => {
             unreachable!("handled above")
         }
     }
+}
+
+/// Worker threads for `eval` and `features`: `--jobs`, else one per core.
+fn jobs_or_cores(jobs: Option<usize>) -> usize {
+    jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
+/// `genrepi eval`: the report file first (a closed or full stdout must not
+/// lose it), then the summary on stdout. `Ok(false)` when a clip failed.
+fn eval_command(
+    common: &Common,
+    model: &Arc<Model>,
+    dir: &Path,
+    report: Option<&Path>,
+    hop: Option<f64>,
+    jobs: Option<usize>,
+) -> anyhow::Result<bool> {
+    let hop_frames = hop_frames(model, hop)?;
+    let started = Instant::now();
+    let progress = Progress::new(!common.quiet, "clips");
+    let result = eval::evaluate(model, dir, hop_frames, jobs_or_cores(jobs), &progress)?;
+    if let Some(path) = report {
+        result.write_json(path)?;
+        log::info!("report written to {}", path.display());
+    }
+    let mut out = std::io::stdout().lock();
+    write!(out, "{}", result.to_text()).context("stdout")?;
+    writeln!(out, "wall time: {:.1} s", started.elapsed().as_secs_f64())
+        .and_then(|_| out.flush())
+        .context("stdout")?;
+    Ok(result.failed.is_empty())
+}
+
+/// `genrepi features`: every window of a GTZAN-layout folder into an `.npz`.
+fn features_command(
+    common: &Common,
+    model: &Arc<Model>,
+    dir: &Path,
+    out: &Path,
+    hop: Option<f64>,
+    jobs: Option<usize>,
+) -> anyhow::Result<bool> {
+    let hop_frames = hop_frames(model, hop)?;
+    let progress = Progress::new(!common.quiet, "clips");
+    let outcome =
+        dataset::export_features(model, dir, out, hop_frames, jobs_or_cores(jobs), &progress)?;
+    let line = format!(
+        "{}: {} windows from {} clips ({} failed)\n",
+        genrepi::output::escape_control(&out.display().to_string()),
+        outcome.windows,
+        outcome.clips,
+        outcome.failed.len()
+    );
+    write_stdout(line.as_bytes())?;
+    Ok(outcome.failed.is_empty())
 }
 
 /// Resident memory before loading, after loading and after a first
@@ -457,31 +395,16 @@ fn print_measured_memory(model: &Arc<Model>, before: Option<(u64, u64)>) -> anyh
 }
 
 fn listen(common: &Common, a: &ListenArgs) -> anyhow::Result<()> {
+    // The global options that are listen settings too. Given on the command
+    // line (--threads even as 1) they override the config file.
     let cli = ListenConfig {
         model: common.model.clone(),
-        // --threads has a default; only a non-default value overrides the file.
-        // Given on the command line (even as 1), it overrides the file.
         threads: common.threads,
-        device: a.device.clone(),
-        rate: a.rate,
-        channels: a.channels,
-        format: a.format.clone(),
-        hop: a.hop.clone(),
-        queue: a.queue,
-        deadline: a.deadline,
-        smoothing: a.smoothing,
-        hysteresis: a.hysteresis,
-        silence_db: a.silence_db,
-        stall_timeout: a.stall_timeout,
-        http: a.http.clone(),
-        max_memory: a.max_memory.clone(),
-        json: a.json.then_some(true),
         variant: match &common.variant {
             model::Choice::Auto => None,
             model::Choice::Named(name) => Some(name.clone()),
         },
-        input: a.input.clone(),
-        speed: a.speed,
+        ..a.settings.clone()
     };
     kiosk::run(&cli, a.config.as_deref(), None)?;
     Ok(())
@@ -694,9 +617,34 @@ fn print_timings(name: &str, t: &StageTimes, windows: usize, audio_seconds: f64)
 }
 
 fn print_info(model: &Model) -> std::io::Result<()> {
-    use std::fmt::Write as _;
-    let m = model.manifest();
     let mut out = String::new();
+    info_model(&mut out, model);
+    info_platform(&mut out, model);
+    let estimate = genrepi::model::estimate_memory(
+        model,
+        &genrepi::audio::CaptureSettings::default(),
+        &LiveSettings::default(),
+    );
+    let _ = writeln!(
+        out,
+        "memory:     listen needs about {}",
+        estimate.describe()
+    );
+    let m = model.manifest();
+    if !m.provenance.is_empty() {
+        let _ = writeln!(out, "provenance:");
+        for (k, v) in &m.provenance {
+            let _ = writeln!(out, "            {k} = {v}");
+        }
+    }
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(out.as_bytes())?;
+    stdout.flush()
+}
+
+/// `info`'s lines on the model: manifest, files, shapes, features, plan.
+fn info_model(out: &mut String, model: &Model) {
+    let m = model.manifest();
     let (nodes, ops) = model.plan_summary();
     let f = &m.features;
     let _ = writeln!(out, "model:      {}", m.name);
@@ -737,6 +685,11 @@ fn print_info(model: &Model) -> std::io::Result<()> {
     for (op, n) in &ops {
         let _ = writeln!(out, "            {n:4} x {op}");
     }
+}
+
+/// `info`'s lines on this CPU: its features, the variants (which run
+/// natively here, which one was chosen and why) and tract's kernels.
+fn info_platform(out: &mut String, model: &Model) {
     let platform = genrepi::platform::Platform::detect();
     let board = platform
         .board
@@ -748,35 +701,29 @@ fn print_info(model: &Model) -> std::io::Result<()> {
         let mark = if f.present { "yes" } else { "no " };
         let _ = writeln!(out, "            {mark} {:<11} {}", f.name, f.meaning);
     }
-    match model.variant() {
-        Some(v) => {
-            let _ = writeln!(
-                out,
-                "variant:    {} ({}): {}",
-                v.name,
-                v.arithmetic.as_str(),
-                v.reason
-            );
-        }
-        None => {
-            let _ = writeln!(out, "variant:    the manifest lists none");
-        }
-    }
-    for v in &m.variants {
+    let _ = match model.variant() {
+        Some(v) => writeln!(
+            out,
+            "variant:    {} ({}): {}",
+            v.name,
+            v.arithmetic.as_str(),
+            v.reason
+        ),
+        None => writeln!(out, "variant:    the manifest lists none"),
+    };
+    for v in &model.manifest().variants {
         let native = match model::variant::native(v.arithmetic, &platform) {
             Ok(why) => format!("native here: {why}"),
             Err(why) => format!("not native here: {why}"),
         };
+        let accuracy = v.accuracy.as_deref().map(|a| format!("; {a}"));
         let _ = writeln!(
             out,
             "            {:<10} {:<5} {} ({native}){}",
             v.name,
             v.arithmetic.as_str(),
             v.model.display(),
-            v.accuracy
-                .as_deref()
-                .map(|a| format!("; {a}"))
-                .unwrap_or_default()
+            accuracy.unwrap_or_default()
         );
     }
     let _ = writeln!(
@@ -784,23 +731,4 @@ fn print_info(model: &Model) -> std::io::Result<()> {
         "kernels:    {}",
         model.kernels().into_iter().collect::<Vec<_>>().join(" ")
     );
-    let estimate = kiosk::estimate_memory(
-        model,
-        &genrepi::audio::CaptureSettings::default(),
-        &LiveSettings::default(),
-    );
-    let _ = writeln!(
-        out,
-        "memory:     listen needs about {}",
-        estimate.describe()
-    );
-    if !m.provenance.is_empty() {
-        let _ = writeln!(out, "provenance:");
-        for (k, v) in &m.provenance {
-            let _ = writeln!(out, "            {k} = {v}");
-        }
-    }
-    let mut stdout = std::io::stdout().lock();
-    stdout.write_all(out.as_bytes())?;
-    stdout.flush()
 }

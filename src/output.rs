@@ -6,11 +6,14 @@
 //! pipe sees each result as it happens.
 
 use std::io::Write;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use serde_json::{Map, Value, json};
 
-use crate::live::Verdict;
-use crate::scheduler::{Prediction, StreamResult, argmax};
+use crate::frontend::{Prediction, StreamResult, argmax};
+use crate::http::Status;
+use crate::scheduler::{Sink, Verdict};
 
 /// Text or JSON lines.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -247,4 +250,60 @@ pub fn write_atomically_with(
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+/// What became of standard output, as the live sink found it.
+#[derive(Debug, Default)]
+pub struct OutputState {
+    closed: AtomicBool,
+    error: Mutex<Option<std::io::Error>>,
+}
+
+impl OutputState {
+    /// Notes a failed write: a closed pipe (the reader left) ends output
+    /// quietly; any other error is kept for [`OutputState::take_error`].
+    pub fn record(&self, e: std::io::Error) {
+        if let (true, Ok(mut slot)) = (
+            e.kind() != std::io::ErrorKind::BrokenPipe,
+            self.error.lock(),
+        ) {
+            slot.get_or_insert(e);
+        }
+        self.closed.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether a write has failed: the listener then stops.
+    pub fn closed(&self) -> bool {
+        self.closed.load(Ordering::Relaxed)
+    }
+
+    /// The write error, unless the pipe was only closed by its reader.
+    pub fn take_error(&self) -> Option<std::io::Error> {
+        self.error.lock().ok().and_then(|mut e| e.take())
+    }
+}
+
+/// The live pipeline's sink: one line per verdict on stdout (flushed, so a
+/// pipe sees it at once) and the status page's [`Status`] kept current.
+/// `hop_frames` and `frame_s` give the hop in force.
+pub fn live_sink(
+    format: Format,
+    labels: Vec<String>,
+    output: Arc<OutputState>,
+    status: Arc<Mutex<Status>>,
+    hop_frames: Arc<AtomicUsize>,
+    frame_s: f64,
+) -> Sink {
+    Box::new(move |v: &Verdict<'_>| {
+        let line = live_line(format, &labels, v);
+        let mut out = std::io::stdout().lock();
+        if let Err(e) = writeln!(out, "{line}").and_then(|_| out.flush()) {
+            output.record(e);
+        }
+        let hop_s = hop_frames.load(Ordering::Relaxed) as f64 * frame_s;
+        status
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .record(v, &labels, hop_s);
+    })
 }

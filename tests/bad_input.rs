@@ -25,14 +25,7 @@ fn replay(files: &[&Path]) -> (i32, String, String) {
     )
 }
 
-/// stderr's lines, less tract's warning that qemu-user's /proc/cpuinfo has
-/// no "Features" line (it appears only under emulation, never on a Pi).
-fn message_lines(stderr: &str) -> Vec<&str> {
-    stderr
-        .lines()
-        .filter(|l| !(l.contains("tract_linalg::arm64") && l.contains("/proc/cpuinfo")))
-        .collect()
-}
+use common::message_lines;
 
 /// Asserts one error line naming `file` and containing `cause`, and exit 1.
 fn assert_fails(file: &Path, cause: &str) {

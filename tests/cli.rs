@@ -6,14 +6,7 @@ mod common;
 
 use common::{temp_dir, tiny_model};
 
-fn run(args: &[&str]) -> (i32, String, String) {
-    let out = common::genrepi().args(args).output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).to_string(),
-        String::from_utf8_lossy(&out.stderr).to_string(),
-    )
-}
+use common::run_genrepi as run;
 
 #[test]
 fn completions_and_man_page_come_from_the_definitions() {

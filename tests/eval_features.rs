@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use genrepi::audio::FileSource;
+use genrepi::frontend::Frontend;
 use genrepi::model::Model;
-use genrepi::scheduler::Frontend;
 use ndarray::{Array1, Array4};
 use ndarray_npy::NpzReader;
 use serde_json::Value;
@@ -17,16 +17,7 @@ use common::{Rng, repo, temp_dir, write_wav_i16};
 
 const GENRES: [&str; 3] = ["blues", "jazz", "rock"];
 
-fn genrepi(args: &[&str]) -> (i32, String, String) {
-    let out = common::genrepi().args(args).output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-    assert!(!stderr.contains("panicked"), "{stderr}");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).to_string(),
-        stderr,
-    )
-}
+use common::run_genrepi as genrepi;
 
 /// GENRES × 2 clips of 7 s (two non-overlapping windows each), a folder
 /// that is not a genre and a stray text file.

@@ -6,39 +6,14 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{repo, temp_dir};
+use common::{repo, temp_dir, wait_within};
 
 /// Runs `cmd` to completion within 60 s; returns exit code, stdout, stderr.
-fn run(mut cmd: Command) -> (i32, String, String) {
-    let child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let out = wait_within(child, Duration::from_secs(60));
-    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-    assert!(!stderr.contains("panicked"), "panic: {stderr}");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).to_string(),
-        stderr,
-    )
-}
-
-fn wait_within(mut child: std::process::Child, limit: Duration) -> Output {
-    let started = Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        if started.elapsed() > limit {
-            let _ = child.kill();
-            panic!("still running after {limit:?}: a hang");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    child.wait_with_output().unwrap()
+fn run(cmd: Command) -> (i32, String, String) {
+    common::run_within(cmd, Duration::from_secs(60))
 }
 
 fn genrepi(args: &[&str]) -> Command {
@@ -47,13 +22,7 @@ fn genrepi(args: &[&str]) -> Command {
     cmd
 }
 
-/// stderr's lines, less qemu-user's cpuinfo warning from tract.
-fn lines(stderr: &str) -> Vec<&str> {
-    stderr
-        .lines()
-        .filter(|l| !(l.contains("tract_linalg::arm64") && l.contains("/proc/cpuinfo")))
-        .collect()
-}
+use common::message_lines as lines;
 
 fn noise_wav(dir: &Path, name: &str, seconds: f32) -> PathBuf {
     common::noise_wav(dir, name, seconds, 7)

@@ -10,7 +10,7 @@ use std::process::Command;
 
 use genrepi::audio::{AudioSource, FileSource, MemorySource, StreamFormat};
 use genrepi::features::{FeatureConfig, MelStream};
-use genrepi::scheduler::Frontend;
+use genrepi::frontend::Frontend;
 use ndarray::{Array1, Array3};
 use ndarray_npy::NpzReader;
 

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use genrepi::audio::capture::ring;
 use genrepi::audio::{AudioSource, StreamFormat};
 use genrepi::features::{FeatureConfig, MelStream};
-use genrepi::live::{Pop, WindowMeta, WindowQueue};
+use genrepi::scheduler::{Pop, WindowMeta, WindowQueue};
 
 struct Counting;
 

@@ -10,10 +10,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{Rng, temp_dir, tiny_model, write_wav_i16};
+use genrepi::audio::FileOpener;
 use genrepi::audio::FileSource;
-use genrepi::live::{Counters, FileOpener, Hop, LiveSettings, Pipeline, Smoother, Verdict};
+use genrepi::frontend::{Frontend, classify_stream};
 use genrepi::model::Model;
-use genrepi::scheduler::{Frontend, classify_stream};
+use genrepi::scheduler::{Counters, Hop, LiveSettings, Pipeline, Smoother, Verdict};
 
 /// What the sink saw of one verdict.
 #[derive(Debug, Clone)]

@@ -10,7 +10,7 @@
 
 use genrepi::audio::FileSource;
 use genrepi::features::{FeatureConfig, ShortInput};
-use genrepi::scheduler::Frontend;
+use genrepi::frontend::Frontend;
 use libfuzzer_sys::fuzz_target;
 
 const EXTENSIONS: [Option<&str>; 7] = [

@@ -6,7 +6,7 @@
 use std::sync::{Arc, Mutex};
 
 use genrepi::http::{Board, Status, respond};
-use genrepi::live::Counters;
+use genrepi::scheduler::Counters;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

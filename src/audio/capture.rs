@@ -43,6 +43,20 @@ pub struct CaptureSettings {
     pub stall_timeout: Duration,
 }
 
+/// Capture ring capacity, seconds of device audio: two hops of slack for
+/// the front-end at the default 1-s hop, ~750 KB at 48 kHz stereo f32.
+pub const RING_SECONDS: f64 = 2.0;
+
+/// No audio for this long means the device is gone: ALSA periods are tens
+/// of milliseconds, so 3 s is never a slow device, and a kiosk is back
+/// within seconds of a USB microphone being replugged.
+pub const STALL_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Audio arriving faster than this many times real time (over a second or
+/// more) is a broken device: ALSA's file plugin at end of file spins, a
+/// real device never runs more than a few percent fast.
+pub const MAX_SPEED: f64 = 4.0;
+
 impl Default for CaptureSettings {
     fn default() -> Self {
         CaptureSettings {
@@ -50,8 +64,8 @@ impl Default for CaptureSettings {
             sample_rate: None,
             channels: None,
             sample_format: None,
-            ring_seconds: 2.0,
-            stall_timeout: Duration::from_secs(3),
+            ring_seconds: RING_SECONDS,
+            stall_timeout: STALL_TIMEOUT,
         }
     }
 }
@@ -224,7 +238,7 @@ pub fn ring<T: Copy + Default>(
             name: name.to_string(),
             stop,
             scratch: vec![T::default(); chunk],
-            stall_timeout: Duration::from_secs(3),
+            stall_timeout: STALL_TIMEOUT,
             max_speed: None,
             last_data: None,
             rate_check: None,
@@ -462,44 +476,13 @@ pub fn open(
         Some(pattern) => find_device(&host, pattern)?,
     };
     let name = device_name(&device);
-    let default = device
-        .default_input_config()
-        .map_err(|e| host_error(&name, e))?;
-    let sample_rate = settings.sample_rate.unwrap_or(default.sample_rate());
-    let channels = settings.channels.unwrap_or(default.channels());
-    let sample_format = settings.sample_format.unwrap_or(default.sample_format());
-    let supported = device
-        .supported_input_configs()
-        .map_err(|e| host_error(&name, e))?
-        .any(|c| {
-            c.channels() == channels
-                && c.sample_format() == sample_format
-                && (c.min_sample_rate()..=c.max_sample_rate()).contains(&sample_rate)
-        });
-    if !supported {
-        return Err(Error::Device {
-            device: name,
-            detail: format!(
-                "does not support {sample_rate} Hz, {channels} ch, {sample_format} \
-                 (see `genrepi devices`)"
-            ),
-        });
-    }
-    let format = StreamFormat {
-        sample_rate,
-        channels: channels as usize,
-    };
-    let config = cpal::StreamConfig {
-        channels,
-        sample_rate,
-        buffer_size: cpal::BufferSize::Default,
-    };
+    let (format, config, sample_format) = pick_config(&device, &name, settings)?;
     macro_rules! build {
         ($t:ty) => {{
             let (writer, reader) = ring::<$t>(&name, format, settings.ring_seconds, stop);
             let reader = reader
                 .with_stall_timeout(settings.stall_timeout)
-                .with_max_speed(4.0);
+                .with_max_speed(MAX_SPEED);
             let stats = reader.stats().clone();
             let stream = build_stream(&device, &name, config, writer)?;
             (
@@ -538,6 +521,49 @@ pub fn open(
         },
         source,
     ))
+}
+
+/// The stream format to open `device` with: the settings where given, else
+/// the device's default; an error naming the device when it does not
+/// support that combination.
+fn pick_config(
+    device: &cpal::Device,
+    name: &str,
+    settings: &CaptureSettings,
+) -> Result<(StreamFormat, cpal::StreamConfig, SampleFormat)> {
+    let default = device
+        .default_input_config()
+        .map_err(|e| host_error(name, e))?;
+    let sample_rate = settings.sample_rate.unwrap_or(default.sample_rate());
+    let channels = settings.channels.unwrap_or(default.channels());
+    let sample_format = settings.sample_format.unwrap_or(default.sample_format());
+    let supported = device
+        .supported_input_configs()
+        .map_err(|e| host_error(name, e))?
+        .any(|c| {
+            c.channels() == channels
+                && c.sample_format() == sample_format
+                && (c.min_sample_rate()..=c.max_sample_rate()).contains(&sample_rate)
+        });
+    if !supported {
+        return Err(Error::Device {
+            device: name.to_string(),
+            detail: format!(
+                "does not support {sample_rate} Hz, {channels} ch, {sample_format} \
+                 (see `genrepi devices`)"
+            ),
+        });
+    }
+    let format = StreamFormat {
+        sample_rate,
+        channels: channels as usize,
+    };
+    let config = cpal::StreamConfig {
+        channels,
+        sample_rate,
+        buffer_size: cpal::BufferSize::Default,
+    };
+    Ok((format, config, sample_format))
 }
 
 fn find_device(host: &cpal::Host, pattern: &str) -> Result<cpal::Device> {

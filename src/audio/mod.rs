@@ -3,16 +3,19 @@
 //! Owns where samples come from and how they become mono `f32` at the
 //! model's rate. Every source — a decoded file, a paced replay of one, and
 //! a microphone's capture ring — implements [`AudioSource`], so the consumer in
-//! [`crate::scheduler`] cannot tell them apart: every replay test is also a
-//! test of the live path downstream of the source.
+//! [`crate::frontend`] cannot tell them apart: every replay test is also a
+//! test of the live path downstream of the source. [`opener`] says what the
+//! live scheduler opens (a device, or a file standing in for one).
 
 pub mod capture;
 mod convert;
 mod file;
+pub mod opener;
 
 pub use capture::{CaptureSettings, RingSource, RingStats, RingWriter};
 pub use convert::Conditioner;
 pub use file::FileSource;
+pub use opener::{DeviceOpener, FileOpener, Opener, Session};
 
 use std::time::{Duration, Instant};
 

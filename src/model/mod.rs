@@ -8,6 +8,7 @@
 
 pub mod manifest;
 mod onnx_ops;
+pub mod plan;
 pub mod variant;
 
 use std::collections::BTreeMap;
@@ -20,6 +21,7 @@ use tract_onnx::prelude::*;
 use tract_onnx::tract_core::ops::konst::Const;
 
 pub use manifest::{InputSpec, Manifest, Normalize, OutputKind, locate};
+pub use plan::{MemoryEstimate, estimate_memory};
 pub use variant::{Arithmetic, Choice, Measured, VariantSpec};
 
 use crate::error::{Error, Result};

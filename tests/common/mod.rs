@@ -1,5 +1,9 @@
-//! Helpers shared by the integration tests.
+//! Helpers shared by the integration tests: running the binary
+//! ([`genrepi`], [`run_genrepi`], [`run_within`]), test audio and models,
+//! and the ALSA capture harness ([`alsa`]).
 #![allow(dead_code)]
+
+pub mod alsa;
 
 use std::path::{Path, PathBuf};
 
@@ -223,3 +227,65 @@ pub const GTZAN_GENRES: [&str; 10] = [
     "reggae",
     "rock",
 ];
+
+/// Runs `cmd` (stdin closed, output captured) to completion within `limit`
+/// — a hang fails the test — and fails on a panic message. Returns the exit
+/// code (-1 when killed by a signal), stdout and stderr.
+#[allow(dead_code)]
+pub fn run_within(
+    mut cmd: std::process::Command,
+    limit: std::time::Duration,
+) -> (i32, String, String) {
+    use std::process::Stdio;
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = wait_within(child, limit);
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(!stderr.contains("panicked"), "panic: {stderr}");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        stderr,
+    )
+}
+
+/// The binary under test ([`genrepi`]) with `args`, run to completion within
+/// 60 s: exit code, stdout, stderr (see [`run_within`]).
+#[allow(dead_code)]
+pub fn run_genrepi<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> (i32, String, String) {
+    let mut cmd = genrepi();
+    cmd.args(args);
+    run_within(cmd, std::time::Duration::from_secs(60))
+}
+
+/// stderr's lines, less tract's warning that qemu-user's /proc/cpuinfo has
+/// no "Features" line (it appears only under emulation, never on a Pi).
+#[allow(dead_code)]
+pub fn message_lines(stderr: &str) -> Vec<&str> {
+    stderr
+        .lines()
+        .filter(|l| !(l.contains("tract_linalg::arm64") && l.contains("/proc/cpuinfo")))
+        .collect()
+}
+
+/// Waits for `child` at most `limit` (then kills it and fails the test: a
+/// hang) and collects what it wrote to its piped outputs.
+#[allow(dead_code)]
+pub fn wait_within(
+    mut child: std::process::Child,
+    limit: std::time::Duration,
+) -> std::process::Output {
+    let started = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            panic!("still running after {limit:?}: a hang");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    child.wait_with_output().unwrap()
+}

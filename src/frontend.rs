@@ -1,10 +1,11 @@
-//! The consumer that every source feeds: source → conditioner → mel → model.
+//! The front-end every source goes through: source → conditioner → mel →
+//! windows (→ model, for replay and eval).
 //!
 //! [`Frontend`] drives one [`AudioSource`] to its end, turning chunks into
 //! mono at the model's rate and then into windows, and times each stage.
 //! [`classify_stream`] puts a [`Classifier`] behind it. Replay, evaluation,
-//! feature export and (later) live capture all go through here, so they
-//! cannot disagree about what a window is.
+//! feature export and the live scheduler's capture thread all go through
+//! here, so they cannot disagree about what a window is.
 //!
 //! Offline, the source is pulled only as fast as windows are consumed, so
 //! nothing queues: the only buffers are the chunk, the resampler block and
@@ -169,39 +170,12 @@ impl Frontend {
                 what: source.name().to_string(),
             });
         }
-        let window_samples = cfg.window_samples() as u64;
-        if self.pad_short && feeder.windows == 0 && feeder.mono_out < window_samples {
-            let policy = cfg.short_input;
-            // Said once per stream at info level: a batch of excerpts would
-            // otherwise fill the terminal (replay's verdict line says it too).
-            log::info!(
-                "{}: {:.2} s is shorter than one window ({:.2} s); {}",
-                source.name(),
-                feeder.mono_out as f64 / cfg.sample_rate as f64,
-                cfg.window_seconds(),
-                match policy {
-                    ShortInput::Pad => "padded with silence",
-                    ShortInput::Loop => "looped to fill it",
-                }
-            );
+        if self.pad_short && feeder.windows == 0 && feeder.mono_out < cfg.window_samples() as u64 {
             let t = Instant::now();
-            let missing = (window_samples - feeder.mono_out) as usize;
-            match (policy, feeder.head.take()) {
-                (ShortInput::Loop, Some(head)) if !head.is_empty() => {
-                    // Repeat the recording from its start until the window
-                    // is full (the last copy cut short).
-                    let mut left = missing;
-                    while left > 0 {
-                        let n = left.min(head.len());
-                        feeder.feed(&head[..n]);
-                        left -= n;
-                    }
-                }
-                _ => feeder.feed(&vec![0.0; missing]),
-            }
+            feeder.fill_short(&cfg, source.name());
             stats.times.resample += t.elapsed();
             stats.padded = true;
-            stats.short_input = Some(policy);
+            stats.short_input = Some(cfg.short_input);
         }
         if let Some(e) = feeder.failed.take() {
             return Err(e);
@@ -232,6 +206,36 @@ struct Feeder<'a, 'b> {
 }
 
 impl Feeder<'_, '_> {
+    /// Completes a recording shorter than one window into one, as
+    /// `cfg.short_input` says: the recording looped from its start (the last
+    /// copy cut short), or silence after it.
+    fn fill_short(&mut self, cfg: &FeatureConfig, name: &str) {
+        let policy = cfg.short_input;
+        // Said once per stream at info level: a batch of excerpts would
+        // otherwise fill the terminal (replay's verdict line says it too).
+        log::info!(
+            "{name}: {:.2} s is shorter than one window ({:.2} s); {}",
+            self.mono_out as f64 / cfg.sample_rate as f64,
+            cfg.window_seconds(),
+            match policy {
+                ShortInput::Pad => "padded with silence",
+                ShortInput::Loop => "looped to fill it",
+            }
+        );
+        let missing = (cfg.window_samples() as u64 - self.mono_out) as usize;
+        match (policy, self.head.take()) {
+            (ShortInput::Loop, Some(head)) if !head.is_empty() => {
+                let mut left = missing;
+                while left > 0 {
+                    let n = left.min(head.len());
+                    self.feed(&head[..n]);
+                    left -= n;
+                }
+            }
+            _ => self.feed(&vec![0.0; missing]),
+        }
+    }
+
     fn feed(&mut self, mono: &[f32]) {
         self.mono_out += mono.len() as u64;
         if let Some(head) = self.head.as_mut() {
