@@ -500,7 +500,7 @@ impl StatusServer {
         self.handle.as_ref().is_none_or(|h| h.is_finished())
     }
 
-    /// Stops serving and joins the thread (within [`TICK`]).
+    /// Stops serving and joins the thread (within `TICK`).
     pub fn stop(mut self) {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(h) = self.handle.take() {

@@ -129,7 +129,7 @@ impl Loading {
 /// `cli` overrides `config_file`'s settings.
 ///
 /// The model is loaded, and reloaded on SIGHUP, on a loader thread while
-/// this thread keeps polling: SIGTERM is honoured within [`POLL`] in every
+/// this thread keeps polling: SIGTERM is honoured within `POLL` (20 ms) in every
 /// state, and a reload replaces the running pipeline only once its
 /// settings and model are complete and valid. A SIGHUP during a reload
 /// queues one more.

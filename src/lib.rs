@@ -21,7 +21,7 @@
 //! - [`limits`]: the valid range of every size, rate and count from outside;
 //! - [`platform`]: the CPU features that decide tract's kernels;
 //! - [`progress`]: progress bars on a terminal's stderr for long work;
-//! - [`bench`]: what each model variant costs here, cached for `--variant auto`.
+//! - [`bench`](mod@bench): what each model variant costs here, cached for `--variant auto`.
 
 pub mod audio;
 pub mod bench;

@@ -625,7 +625,7 @@ fn fold_constant_chains(model: &mut TypedModel) -> TractResult<usize> {
     Ok(folded)
 }
 
-/// tract's ONNX parser with the quantized operators of [`onnx_ops`]
+/// tract's ONNX parser with the quantized operators of `onnx_ops`
 /// (onnxruntime's `QLinearAdd`, `QLinearGlobalAveragePool`) registered.
 pub fn onnx_parser() -> tract_onnx::Onnx {
     let mut parser = tract_onnx::onnx();
