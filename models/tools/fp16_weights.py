@@ -15,31 +15,12 @@ This is the "FP16 on disk, widened at load" option for CPUs without FP16
 arithmetic (x86, the Pi 4's Cortex-A72), where computing in FP16 is slow.
 """
 import sys
+from pathlib import Path
 
-import numpy as np
 import onnx
-from onnx import TensorProto, helper, numpy_helper
 
-
-def fp16_weights(model: onnx.ModelProto) -> onnx.ModelProto:
-    graph = model.graph
-    initializers, casts = [], []
-    for t in graph.initializer:
-        if t.data_type != TensorProto.FLOAT:
-            initializers.append(t)
-            continue
-        half = numpy_helper.from_array(numpy_helper.to_array(t).astype(np.float16), t.name + ".fp16")
-        initializers.append(half)
-        casts.append(helper.make_node("Cast", [half.name], [t.name], to=TensorProto.FLOAT,
-                                      name=t.name + ".widen"))
-    del graph.initializer[:]
-    graph.initializer.extend(initializers)
-    nodes = casts + list(graph.node)
-    del graph.node[:]
-    graph.node.extend(nodes)
-    onnx.checker.check_model(model)
-    return model
-
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from genrepi_train.fp16 import fp16_weights  # noqa: E402
 
 if __name__ == "__main__":
     if len(sys.argv) != 3:

@@ -23,7 +23,8 @@ from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, 
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "models"))
-import pipeline as P  # noqa: E402
+from genrepi_train.common import GENREPI, Windows  # noqa: E402
+from genrepi_train.data import Data, fold_split, stratified_folds  # noqa: E402
 
 WORK = ROOT / "models/work"
 OUT = Path("/tmp/int8-sensitivity")
@@ -34,16 +35,16 @@ def main():
     exclude = sys.argv[5].split(",") if len(sys.argv) > 5 else []
     d = np.load(WORK / "features.npz")
     meta = json.loads((WORK / "features.json").read_text())
-    data = P.Data(d["x"].astype(np.float32), d["y"].astype(np.int64), d["clip"].astype(np.int64),
+    data = Data(d["x"].astype(np.float32), d["y"].astype(np.int64), d["clip"].astype(np.int64),
                   meta)
-    fit, _, _ = P.fold_split(data, P.stratified_folds(data.clip_labels, 4, 0, data.tracks), 0, 0)
+    fit, _, _ = fold_split(data, stratified_folds(data.clip_labels, 4, 0, data.tracks), 0, 0)
     x = data.x[data.sel(fit)]
     fp32 = WORK / "resnet152-gtzan-81.onnx"
     nodes = [nd.name for nd in onnx.load(fp32).graph.node
              if any(re.search(e, nd.name) for e in exclude)]
     OUT.mkdir(exist_ok=True)
     out = OUT / f"{name}.onnx"
-    quantize_static(fp32, out, P.Windows(x[:: max(1, len(x) // n)]), quant_format=QuantFormat.QDQ,
+    quantize_static(fp32, out, Windows(x[:: max(1, len(x) // n)]), quant_format=QuantFormat.QDQ,
                     per_channel=True, activation_type=QuantType.QInt8,
                     weight_type=QuantType.QInt8,
                     op_types_to_quantize=None if ops == "all" else ops.split(","),
@@ -54,7 +55,7 @@ def main():
                   f'sha256 = "{hashlib.sha256(out.read_bytes()).hexdigest()}"', toml)
     (OUT / f"{name}.toml").write_text(toml)
     report = OUT / f"{name}.json"
-    subprocess.run([str(P.GENREPI), "--model", str(OUT / f"{name}.toml"), "eval",
+    subprocess.run([str(GENREPI), "--model", str(OUT / f"{name}.toml"), "eval",
                     str(WORK / "held-out"), "--jobs", "1", "--report", str(report)],
                    check=True, capture_output=True)
     r = json.loads(report.read_text())

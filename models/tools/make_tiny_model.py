@@ -45,9 +45,11 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from genrepi_train.manifest import GTZAN_LABELS, manifest_text  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[2]
-LABELS = ["blues", "classical", "country", "disco", "hiphop",
-          "jazz", "metal", "pop", "reggae", "rock"]
+LABELS = GTZAN_LABELS
 
 
 def build(channels: int, height: int, width: int, seed: int) -> onnx.ModelProto:
@@ -254,36 +256,11 @@ def write(model: onnx.ModelProto, onnx_path: Path, name: str, shape, note: str) 
     data = model.SerializeToString()
     onnx_path.write_bytes(data)
     digest = hashlib.sha256(data).hexdigest()
-    labels = ", ".join(f'"{l}"' for l in LABELS)
-    onnx_path.with_suffix(".toml").write_text(f"""# {note}
-# Made by models/tools/make_tiny_model.py: fixed random weights, NOT trained.
-name = "{name}"
-model = "{onnx_path.name}"
-sha256 = "{digest}"
-labels = [{labels}]
-output = "logits"
-
-[input]
-shape = {list(shape)}
-
-[normalize]
-mean = -40.0
-std = 20.0
-
-[features]
-sample_rate = 22050
-n_fft = 2048
-hop_length = 512
-n_mels = 128
-fmin = 0.0
-fmax = 11025.0
-frames = 130
-top_db = 80.0
-
-[provenance]
-trained = "no: fixed random weights (numpy seed), for tests only"
-script = "models/tools/make_tiny_model.py"
-""")
+    onnx_path.with_suffix(".toml").write_text(manifest_text(
+        name, onnx_path.name, digest, LABELS, shape,
+        {"trained": "no: fixed random weights (numpy seed), for tests only",
+         "script": "models/tools/make_tiny_model.py"},
+        comment=f"{note}\nMade by models/tools/make_tiny_model.py: fixed random weights, NOT trained."))
     print(f"{onnx_path} ({len(data)} bytes, sha256 {digest})")
 
 
@@ -303,8 +280,8 @@ if __name__ == "__main__":
               "The same int8 arithmetic as float ops between QuantizeLinear/DequantizeLinear.")
         raise SystemExit(0)
     if args.wide:
-        sys.path.insert(0, str(Path(__file__).parent))
-        from fp16_weights import fp16_weights
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+        from genrepi_train.fp16 import fp16_weights
         write(build_wide(3), args.wide / "wide.onnx", "wide-test", (1, 1, 128, 130),
               "Wide test model: one 1.1 M-weight dense layer.")
         write(fp16_weights(build_wide(3)), args.wide / "wide-fp16.onnx", "wide-fp16-test",

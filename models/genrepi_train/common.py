@@ -1,0 +1,93 @@
+"""Paths, logging, the one manifest writer and what every stage shares."""
+import hashlib
+import os
+import subprocess
+import time
+from types import SimpleNamespace
+from pathlib import Path
+
+from onnxruntime.quantization import CalibrationDataReader
+
+from .manifest import manifest_text
+
+
+# How a recording shorter than one window becomes a window (the manifest's
+# [features] short_input) in this run: set from the recipe by the command
+# line; genrepi's features, replay, eval and listen all follow the shipped
+# manifest, so training sees what they do.
+STATE = SimpleNamespace(short_input="pad")
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+GENREPI = ROOT / "target/release/genrepi"
+
+
+FEATURES_MANIFEST = ROOT / "models/default.toml"
+
+
+def log(msg):
+    print(f"[pipeline {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def run(cmd, **kw):
+    log("$ " + " ".join(str(c) for c in cmd))
+    return subprocess.run([str(c) for c in cmd], check=True, **kw)
+
+
+# ---------------------------------------------------------------- export
+def input_shape(input: str):
+    return [1] + [int(d) for d in input.split("x")]
+
+
+def write_manifest(onnx_path: Path, name: str, labels, input: str, provenance: dict,
+                   manifest: Path = None, variants=()):
+    """A genrepi manifest for `onnx_path` (beside it unless `manifest`), with
+    this run's short-input policy. `variants`: (name, file, arithmetic,
+    accuracy) for its [[variant]] tables; `onnx_path` must be one of the
+    files."""
+    manifest = manifest or onnx_path.with_suffix(".toml")
+    sha = lambda p: hashlib.sha256(p.read_bytes()).hexdigest()
+    base = FEATURES_MANIFEST.read_text()
+    features = base[base.index("[features]"):].split("\n\n")[0].strip()
+    features = "\n".join(l for l in features.splitlines() if not l.startswith("short_input"))
+    features += f'\nshort_input = "{STATE.short_input}"'
+    rel = lambda p: os.path.relpath(p, manifest.parent)
+    manifest.write_text(manifest_text(
+        name, rel(onnx_path), sha(onnx_path), labels, input_shape(input), provenance,
+        features=features, comment="Made by models/pipeline.py",
+        variants=[(v, rel(f), sha(f), arith, acc) for v, f, arith, acc in variants]))
+    return manifest
+
+
+class Windows(CalibrationDataReader):
+    def __init__(self, x):
+        self.it = iter([{"input": x[i:i + 1]} for i in range(len(x))])
+
+    def get_next(self):
+        return next(self.it, None)
+
+
+def sibling(path: Path, tag: str) -> Path:
+    return path.with_name(f"{path.stem}.{tag}.onnx")
+
+
+def machine_words() -> str:
+    """This machine's CPU in the words the report's latencies need."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        flags = ""
+    isa = ("AVX-512 VNNI" if "avx512_vnni" in flags else "AVX-512" if "avx512f" in flags
+           else "AVX2" if "avx2" in flags else os.uname().machine)
+    fp16 = "FP16 arithmetic" if ("asimdhp" in flags or "avx512_fp16" in flags) else \
+        "no FP16 arithmetic"
+    return f"{os.uname().machine}, {os.cpu_count()} cores, {isa}, {fp16}"
+
+
+def write_atomic(path: Path, data):
+    """`data` (text or bytes) into `path` through a temporary file and a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    (tmp.write_bytes if isinstance(data, bytes) else tmp.write_text)(data)
+    os.replace(tmp, path)
