@@ -35,8 +35,7 @@ fn main() -> anyhow::Result<()> {
         path.as_ref(),
         shape,
         std::env::var_os("PROFILE_OPS_FP16").is_some(),
-    )
-    .map_err(|e| anyhow::anyhow!("{path}: {e}"))?;
+    )?;
     let plan = graph.into_runnable()?;
     let input: Tensor = tract_ndarray::Array4::<f32>::from_shape_fn(shape, |(_, c, h, w)| {
         ((c * 31 + h * 7 + w * 3) % 17) as f32 / 8.0 - 1.0

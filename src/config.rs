@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::audio::CaptureSettings;
 use crate::audio::capture::parse_sample_format;
-use crate::error::{Error, Result};
+use crate::error::{Error, Invalid, Result};
 use crate::limits;
 use crate::scheduler::{Hop, LiveSettings};
 
@@ -99,25 +99,23 @@ pub struct ListenConfig {
 }
 
 /// `--channels`: a count in [`limits::AUDIO_CHANNELS`].
-fn channels(s: &str) -> std::result::Result<u16, String> {
+fn channels(s: &str) -> std::result::Result<u16, Invalid> {
     limits::parser(limits::AUDIO_CHANNELS)(s).map(|c| c as u16)
 }
 
 /// `--format`: a sample format genrepi captures.
-fn sample_format(s: &str) -> std::result::Result<String, String> {
+fn sample_format(s: &str) -> std::result::Result<String, Invalid> {
     parse_sample_format(s).map(|_| s.to_string())
 }
 
 /// `--hop`: seconds in range, or `auto`.
-fn hop(s: &str) -> std::result::Result<String, String> {
+fn hop(s: &str) -> std::result::Result<String, Invalid> {
     s.parse::<Hop>().map(|_| s.to_string())
 }
 
 /// `--max-memory`: a size in [`limits::MAX_MEMORY`].
-fn max_memory(s: &str) -> std::result::Result<String, String> {
-    parse_size(s)
-        .map(|_| s.to_string())
-        .map_err(|e| e.to_string())
+fn max_memory(s: &str) -> std::result::Result<String, Invalid> {
+    parse_size(s).map(|_| s.to_string())
 }
 
 impl ListenConfig {
@@ -125,26 +123,28 @@ impl ListenConfig {
     /// Only a regular file of at most [`limits::TEXT_BYTES`] is read.
     pub fn load(path: &Path) -> Result<ListenConfig> {
         let text = limits::read_text(path)?;
-        Self::parse(&text).map_err(|e| Error::Config(format!("{}: {e}", path.display())))
+        Self::parse(&text).map_err(|cause| Error::ConfigFile {
+            path: path.to_path_buf(),
+            cause,
+        })
     }
 
     /// Parses a config file's text (unknown keys are an error).
-    pub fn parse(text: &str) -> std::result::Result<ListenConfig, String> {
-        toml::from_str(text).map_err(|e| e.message().replace('\n', " "))
+    pub fn parse(text: &str) -> std::result::Result<ListenConfig, Invalid> {
+        toml::from_str(text).map_err(|e| Invalid::Syntax(e.message().replace('\n', " ")))
     }
 
     /// `self` with every setting that `over` has replaced by `over`'s: both
     /// as TOML tables (where an unset setting is absent), `over`'s keys
     /// written over `self`'s.
     pub fn overlay(&self, over: &ListenConfig) -> Result<ListenConfig> {
-        let table = |c: &ListenConfig| {
-            toml::Table::try_from(c).map_err(|e| Error::Config(format!("settings: {e}")))
-        };
+        let syntax = |e: String| Error::Setting(Invalid::Syntax(format!("settings: {e}")));
+        let table = |c: &ListenConfig| toml::Table::try_from(c).map_err(|e| syntax(e.to_string()));
         let mut merged = table(self)?;
         merged.extend(table(over)?);
         merged
             .try_into()
-            .map_err(|e: toml::de::Error| Error::Config(format!("settings: {}", e.message())))
+            .map_err(|e: toml::de::Error| syntax(e.message().to_string()))
     }
 }
 
@@ -178,7 +178,7 @@ pub struct Resolved {
 /// changes nothing.
 pub fn resolve(cfg: &ListenConfig) -> Result<Resolved> {
     let defaults = LiveSettings::default();
-    let config = |e: String| Error::Config(e);
+    let config = Error::Setting;
     let hop = match &cfg.hop {
         None => defaults.hop,
         Some(h) => h.parse::<Hop>().map_err(config)?,
@@ -255,7 +255,7 @@ pub fn resolve(cfg: &ListenConfig) -> Result<Resolved> {
 }
 
 /// Parses `256M`, `1.5G`, `900k` or plain bytes (binary multiples).
-pub fn parse_size(s: &str) -> Result<u64> {
+pub fn parse_size(s: &str) -> std::result::Result<u64, Invalid> {
     let t = s.trim();
     let (num, mult) = match t.char_indices().last() {
         Some((i, c)) if c.is_ascii_alphabetic() => {
@@ -274,14 +274,20 @@ pub fn parse_size(s: &str) -> Result<u64> {
         Ok(v) if mult > 0 && v > 0.0 && v.is_finite() => {
             let bytes = v * mult as f64;
             // Checked as a float first: the cast to u64 saturates.
+            let out_of_range = || Invalid::OutOfRange {
+                name: "max-memory",
+                value: s.to_string(),
+                lo: "1M".into(),
+                hi: "1T".into(),
+            };
             if bytes > *limits::MAX_MEMORY.range.end() as f64 {
-                return Err(Error::Config(format!("max-memory {s} is outside 1M..=1T")));
+                return Err(out_of_range());
             }
             limits::MAX_MEMORY
                 .check(bytes as u64)
-                .map_err(|_| Error::Config(format!("max-memory {s} is outside 1M..=1T")))
+                .map_err(|_| out_of_range())
         }
-        _ => Err(Error::Config(format!(
+        _ => Err(Invalid::Form(format!(
             "max-memory '{s}' is not a size like 256M, 1G or 900K"
         ))),
     }

@@ -120,9 +120,31 @@ pub enum Error {
     /// tract failed while running a window.
     #[error("inference failed: {0}")]
     Inference(String),
-    /// A parameter is out of range.
+    /// A setting (flag, config key, manifest field) that is refused.
+    #[error("invalid configuration: {0}")]
+    Setting(#[from] Invalid),
+    /// A part of the configuration that cannot be set up (a resampler for
+    /// those rates, a cache folder, no variant that fits).
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// A `listen` config file that cannot be used.
+    #[error("invalid configuration: {}: {cause}", path.display())]
+    ConfigFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        cause: Invalid,
+    },
+    /// The model's memory plan is over `--max-memory`.
+    #[error("--max-memory {limit_mib:.0} MiB is too small for {}: the plan needs {plan}", model.display())]
+    MemoryPlan {
+        /// The manifest.
+        model: PathBuf,
+        /// The limit, MiB.
+        limit_mib: f64,
+        /// The plan, as `MemoryEstimate::describe` puts it.
+        plan: String,
+    },
     /// Code working on one input panicked (a bug, most likely in a
     /// decoder); contained by [`contain`] so it costs only that input.
     #[error("{what}: internal error while processing it: {detail}")]
@@ -206,3 +228,36 @@ pub fn contain<T>(what: &str, work: impl FnOnce() -> Result<T>) -> Result<T> {
 
 /// The library's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Why a value from outside (a flag, a config key, a manifest field, a file
+/// header) is refused, before the caller says where it came from: clap
+/// prints it for a flag, [`Error::Setting`] or the file's own error wraps it
+/// otherwise.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Invalid {
+    /// Outside its stated range (the ranges are in [`crate::limits`]).
+    #[error("{name} {value} is outside {lo}..={hi}")]
+    OutOfRange {
+        /// What the value is, as the user names it.
+        name: &'static str,
+        /// The value, as the user would write it.
+        value: String,
+        /// Smallest accepted value.
+        lo: String,
+        /// Largest accepted value.
+        hi: String,
+    },
+    /// Not a number where one is needed.
+    #[error("'{0}' is not a number")]
+    NotANumber(String),
+    /// Not one of the accepted forms (a sample format, a hop, a name).
+    #[error("{0}")]
+    Form(String),
+    /// In range on its own but inconsistent with the rest (a duplicate
+    /// label, fmin above fmax, a default that names no variant).
+    #[error("{0}")]
+    Inconsistent(String),
+    /// Not valid TOML for this file, or a key it does not have.
+    #[error("{0}")]
+    Syntax(String),
+}

@@ -17,7 +17,7 @@ use realfft::num_complex::Complex32;
 use realfft::{RealFftPlanner, RealToComplex};
 use serde::{Deserialize, Serialize};
 
-use crate::error::Error;
+use crate::error::{Error, Invalid};
 
 /// Feature parameters shared by training and inference.
 ///
@@ -100,24 +100,26 @@ impl FeatureConfig {
     }
 
     /// Checks that the parameters describe a usable front-end.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), Invalid> {
         use crate::limits::{FEATURE_RATE, FRAMES, N_FFT, N_MELS, TOP_DB};
         FEATURE_RATE.check(self.sample_rate)?;
         N_FFT.check(self.n_fft)?;
         N_MELS.check(self.n_mels)?;
         FRAMES.check(self.frames)?;
         if self.hop_length == 0 || self.hop_length > self.n_fft {
-            return Err(format!(
-                "features.hop_length {} is outside 1..={}",
-                self.hop_length, self.n_fft
-            ));
+            return Err(Invalid::OutOfRange {
+                name: "features.hop_length",
+                value: self.hop_length.to_string(),
+                lo: "1".into(),
+                hi: self.n_fft.to_string(),
+            });
         }
         let nyquist = self.sample_rate as f32 / 2.0;
         if !(0.0 <= self.fmin && self.fmin < self.fmax && self.fmax <= nyquist) {
-            return Err(format!(
+            return Err(Invalid::Inconsistent(format!(
                 "need 0 <= fmin < fmax <= {nyquist} Hz, got fmin {} fmax {}",
                 self.fmin, self.fmax
-            ));
+            )));
         }
         TOP_DB.check(self.top_db)?;
         Ok(())
@@ -240,11 +242,9 @@ impl MelStream {
     /// Plans the FFT and builds every buffer; emits a window every
     /// `hop_frames` STFT frames (`>= 1`).
     pub fn new(cfg: &FeatureConfig, hop_frames: usize) -> Result<Self, Error> {
-        cfg.validate().map_err(Error::Config)?;
+        cfg.validate()?;
         if hop_frames == 0 {
-            return Err(Error::Config(
-                "window hop must be at least one frame".into(),
-            ));
+            return Err(Invalid::Form("window hop must be at least one frame".into()).into());
         }
         let fft = RealFftPlanner::<f32>::new().plan_fft_forward(cfg.n_fft);
         let n = cfg.n_fft;

@@ -57,12 +57,11 @@ fn prepare(settings: &Resolved) -> Result<(Arc<Model>, MemoryEstimate)> {
     let model = Model::load_with(&settings.model, &options, |model| {
         let estimate = estimate_memory(model, &settings.capture, &settings.live);
         match settings.max_memory {
-            Some(limit) if estimate.total() > limit => Err(format!(
-                "--max-memory {:.0} MiB is too small for {}: the plan needs {}",
-                limit as f64 / (1 << 20) as f64,
-                settings.model.display(),
-                estimate.describe()
-            )),
+            Some(limit) if estimate.total() > limit => Err(Error::MemoryPlan {
+                model: settings.model.clone(),
+                limit_mib: limit as f64 / (1 << 20) as f64,
+                plan: estimate.describe(),
+            }),
             _ => Ok(()),
         }
     })?;

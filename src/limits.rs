@@ -17,7 +17,7 @@ use std::ops::RangeInclusive;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Invalid, Result};
 
 /// A named inclusive range.
 #[derive(Debug, Clone)]
@@ -29,19 +29,18 @@ pub struct Limit<T> {
 }
 
 impl<T: PartialOrd + Display + Copy> Limit<T> {
-    /// `value` if it is in range, else a message that says which range.
-    pub fn check(&self, value: T) -> std::result::Result<T, String> {
+    /// `value` if it is in range, else [`Invalid::OutOfRange`].
+    pub fn check(&self, value: T) -> std::result::Result<T, Invalid> {
         // `contains` is false for NaN, so NaN is refused too.
         if self.range.contains(&value) {
             Ok(value)
         } else {
-            Err(format!(
-                "{} {} is outside {}..={}",
-                self.name,
-                short(&value),
-                self.range.start(),
-                self.range.end()
-            ))
+            Err(Invalid::OutOfRange {
+                name: self.name,
+                value: short(&value),
+                lo: self.range.start().to_string(),
+                hi: self.range.end().to_string(),
+            })
         }
     }
 }
@@ -123,7 +122,7 @@ pub const TEXT_BYTES: u64 = 1 << 20;
 
 /// A clap value parser that applies `limit` to a parsed number, so a bad
 /// option is a usage error (exit 2) before anything loads.
-pub fn parser<T>(limit: Limit<T>) -> impl Fn(&str) -> std::result::Result<T, String> + Clone
+pub fn parser<T>(limit: Limit<T>) -> impl Fn(&str) -> std::result::Result<T, Invalid> + Clone
 where
     T: std::str::FromStr + PartialOrd + Display + Copy + Send + Sync + 'static,
 {
@@ -131,7 +130,7 @@ where
         let v: T = s
             .trim()
             .parse()
-            .map_err(|_| format!("'{s}' is not a number"))?;
+            .map_err(|_| Invalid::NotANumber(s.to_string()))?;
         limit.check(v)
     }
 }
@@ -191,7 +190,7 @@ mod tests {
         assert_eq!(QUEUE.check(1), Ok(1));
         assert_eq!(QUEUE.check(1024), Ok(1024));
         assert_eq!(
-            QUEUE.check(1025).unwrap_err(),
+            QUEUE.check(1025).unwrap_err().to_string(),
             "queue 1025 is outside 1..=1024"
         );
         assert!(DEADLINE_SECONDS.check(f64::NAN).is_err());
@@ -204,11 +203,15 @@ mod tests {
     fn the_parser_says_what_is_wrong() {
         let p = parser(THREADS);
         assert_eq!(p("4"), Ok(4));
-        assert!(p("100000").unwrap_err().contains("outside 1..=256"));
         assert!(
-            p("18446744073709551616")
+            p("100000")
                 .unwrap_err()
-                .contains("not a number")
+                .to_string()
+                .contains("outside 1..=256")
+        );
+        assert_eq!(
+            p("18446744073709551616"),
+            Err(Invalid::NotANumber("18446744073709551616".into()))
         );
         assert!(p("x").is_err());
     }

@@ -16,6 +16,7 @@ use genrepi::audio::FileSource;
 use genrepi::config::ListenConfig;
 use genrepi::frontend::{Frontend, StageTimes, classify_stream};
 use genrepi::kiosk;
+use genrepi::model::variant::Support;
 use genrepi::model::{self, Model};
 use genrepi::output::{Format, Printer};
 use genrepi::progress::Progress;
@@ -424,8 +425,8 @@ fn bench(common: &Common, windows: usize, json: bool) -> anyhow::Result<()> {
             .variants
             .iter()
             .filter(|v| match model::variant::native(v.arithmetic, &platform) {
-                Ok(_) => true,
-                Err(why) => {
+                Support::Native(_) => true,
+                Support::Missing(why) => {
                     log::warn!(
                         "bench: skipping variant {} ({why}; --variant {} measures it)",
                         v.name,
@@ -713,8 +714,8 @@ fn info_platform(out: &mut String, model: &Model) {
     };
     for v in &model.manifest().variants {
         let native = match model::variant::native(v.arithmetic, &platform) {
-            Ok(why) => format!("native here: {why}"),
-            Err(why) => format!("not native here: {why}"),
+            Support::Native(why) => format!("native here: {why}"),
+            Support::Missing(why) => format!("not native here: {why}"),
         };
         let accuracy = v.accuracy.as_deref().map(|a| format!("; {a}"));
         let _ = writeln!(

@@ -23,7 +23,7 @@ use ringbuf::traits::{Consumer, Observer, Producer, Split};
 use ringbuf::{HeapCons, HeapProd, HeapRb};
 
 use super::{AudioSource, StreamFormat};
-use crate::error::{Error, Result};
+use crate::error::{Error, Invalid, Result};
 
 /// Which device to open and how.
 #[derive(Debug, Clone)]
@@ -71,17 +71,17 @@ impl Default for CaptureSettings {
 }
 
 /// Parses a sample format name as `genrepi devices` prints it (`i16`, `f32`…).
-pub fn parse_sample_format(name: &str) -> std::result::Result<SampleFormat, String> {
+pub fn parse_sample_format(name: &str) -> std::result::Result<SampleFormat, Invalid> {
     SUPPORTED_FORMATS
         .iter()
         .copied()
         .find(|f| f.to_string().eq_ignore_ascii_case(name))
         .ok_or_else(|| {
             let names: Vec<String> = SUPPORTED_FORMATS.iter().map(|f| f.to_string()).collect();
-            format!(
+            Invalid::Form(format!(
                 "unknown sample format '{name}' (one of {})",
                 names.join(", ")
-            )
+            ))
         })
 }
 

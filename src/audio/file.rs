@@ -90,7 +90,9 @@ impl FileSource {
         let sample_rate = params
             .sample_rate
             .ok_or_else(|| unsupported("unknown sample rate".into()))?;
-        let sample_rate = limits::AUDIO_RATE.check(sample_rate).map_err(unsupported)?;
+        let sample_rate = limits::AUDIO_RATE
+            .check(sample_rate)
+            .map_err(|e| unsupported(e.to_string()))?;
         let channels = params
             .channels
             .as_ref()
@@ -98,7 +100,7 @@ impl FileSource {
             .ok_or_else(|| unsupported("unknown channel count".into()))?;
         let channels = limits::AUDIO_CHANNELS
             .check(channels)
-            .map_err(unsupported)?;
+            .map_err(|e| unsupported(e.to_string()))?;
         let decoder = symphonia::default::get_codecs()
             .make_audio_decoder(params, &AudioDecoderOptions::default())
             .map_err(|e| unsupported(e.to_string()))?;

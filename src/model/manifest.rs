@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Invalid, Result};
 use crate::features::FeatureConfig;
 use crate::model::variant::VariantSpec;
 
@@ -116,40 +116,44 @@ impl Manifest {
             },
             other => other,
         })?;
-        Self::parse(&text).map_err(|detail| Error::Manifest {
+        Self::parse(&text).map_err(|e| Error::Manifest {
             path: path.to_path_buf(),
-            detail,
+            detail: e.to_string(),
         })
     }
 
     /// Parses and validates a manifest's text.
-    pub fn parse(text: &str) -> std::result::Result<Self, String> {
+    pub fn parse(text: &str) -> std::result::Result<Self, Invalid> {
         let manifest: Manifest =
-            toml::from_str(text).map_err(|e| e.message().replace('\n', " "))?;
+            toml::from_str(text).map_err(|e| Invalid::Syntax(e.message().replace('\n', " ")))?;
         manifest.validate()?;
         Ok(manifest)
     }
 
     /// Checks the manifest on its own (the ONNX file is checked at load).
-    pub fn validate(&self) -> std::result::Result<(), String> {
+    pub fn validate(&self) -> std::result::Result<(), Invalid> {
         use crate::limits::{INPUT_SIDE, INPUT_VALUES, LABEL_CHARS, LABELS};
         LABELS.check(self.labels.len())?;
         for label in &self.labels {
             LABEL_CHARS.check(label.chars().count())?;
             if label.chars().any(char::is_control) {
-                return Err(format!("label {label:?} holds a control character"));
+                return Err(Invalid::Form(format!(
+                    "label {label:?} holds a control character"
+                )));
             }
         }
         let mut seen = HashSet::new();
         if let Some(dup) = self.labels.iter().find(|l| !seen.insert(l.as_str())) {
-            return Err(format!("label {dup:?} appears twice"));
+            return Err(Invalid::Inconsistent(format!(
+                "label {dup:?} appears twice"
+            )));
         }
         let [batch, channels, height, width] = self.input.shape;
         if batch != 1 || !(channels == 1 || channels == 3) || height == 0 || width == 0 {
-            return Err(format!(
+            return Err(Invalid::Form(format!(
                 "input shape must be [1, 1 or 3, H, W], got {:?}",
                 self.input.shape
-            ));
+            )));
         }
         INPUT_SIDE.check(height)?;
         INPUT_SIDE.check(width)?;
@@ -157,18 +161,21 @@ impl Manifest {
         let Normalize { mean, std } = self.normalize;
         // A tiny std would make every input infinite.
         if !((1e-6..=1e6).contains(&std.abs()) && mean.abs() <= 1e6) {
-            return Err(format!(
+            return Err(Invalid::Form(format!(
                 "normalize: need 1e-6 <= |std| <= 1e6 and |mean| <= 1e6, got mean {mean} std {std}"
-            ));
+            )));
         }
         if self.sha256.len() != 64 || !self.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err("sha256 must be 64 hex digits".into());
+            return Err(Invalid::Form("sha256 must be 64 hex digits".into()));
         }
         let mut names = HashSet::new();
         for v in &self.variants {
             v.validate()?;
             if !names.insert(v.name.as_str()) {
-                return Err(format!("variant {:?} appears twice", v.name));
+                return Err(Invalid::Inconsistent(format!(
+                    "variant {:?} appears twice",
+                    v.name
+                )));
             }
         }
         if !self.variants.is_empty()
@@ -177,11 +184,14 @@ impl Manifest {
                 .iter()
                 .any(|v| v.model == self.model && v.sha256.eq_ignore_ascii_case(&self.sha256))
         {
-            return Err("model and sha256 must name one of the [[variant]] tables".into());
+            return Err(Invalid::Inconsistent(
+                "model and sha256 must name one of the [[variant]] tables".into(),
+            ));
         }
-        self.features
-            .validate()
-            .map_err(|e| format!("features: {e}"))
+        self.features.validate().map_err(|e| match e {
+            Invalid::OutOfRange { .. } => e,
+            other => Invalid::Inconsistent(format!("features: {other}")),
+        })
     }
 }
 

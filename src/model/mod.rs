@@ -156,7 +156,7 @@ impl Model {
     pub fn load_with(
         manifest_path: &Path,
         options: &LoadOptions,
-        fits: impl Fn(&Model) -> std::result::Result<(), String>,
+        fits: impl Fn(&Model) -> Result<()>,
     ) -> Result<Arc<Self>> {
         let manifest = Manifest::read(manifest_path)?;
         let threads = options.threads.max(1);
@@ -169,7 +169,7 @@ impl Model {
             }
             let (file, sha) = (manifest.model.clone(), manifest.sha256.clone());
             let model = Self::load_file(manifest, manifest_path, &file, &sha, None, threads)?;
-            fits(&model).map_err(Error::Config)?;
+            fits(&model)?;
             return Ok(Arc::new(model));
         }
         let platform = crate::platform::Platform::detect();
@@ -181,9 +181,9 @@ impl Model {
             measured.as_ref().map(|m| m as &dyn Measured),
             threads,
         )
-        .map_err(|detail| Error::Manifest {
+        .map_err(|e| Error::Manifest {
             path: manifest_path.to_path_buf(),
-            detail,
+            detail: e.to_string(),
         })?;
         let mut refused = Vec::new();
         for candidate in &candidates {
@@ -249,8 +249,7 @@ impl Model {
         let fp16 = variant
             .as_ref()
             .is_some_and(|v| v.arithmetic == Arithmetic::Fp16);
-        let (plan, widened_bytes) =
-            optimise(&onnx_path, &manifest, threads, fp16).map_err(mismatch)?;
+        let (plan, widened_bytes) = optimise(&onnx_path, &manifest, threads, fp16)?;
         let [_, _, height, width] = manifest.input.shape;
         let (n_mels, frames) = (manifest.features.n_mels, manifest.features.frames);
         let layout = if [height, width] == [n_mels, frames] && manifest.input.shape[1] == 1 {
@@ -640,18 +639,22 @@ fn optimise(
     manifest: &Manifest,
     threads: usize,
     fp16: bool,
-) -> std::result::Result<(Arc<TypedRunnableModel>, u64), String> {
+) -> Result<(Arc<TypedRunnableModel>, u64)> {
+    let fail = |detail: String| Error::Model {
+        path: onnx.to_path_buf(),
+        detail,
+    };
     let (typed, widened_bytes) = optimised_graph(onnx, manifest.input.shape, fp16)?;
     let out = typed
         .output_fact(0)
-        .map_err(|e| format!("model has no output: {e}"))?;
+        .map_err(|e| fail(format!("model has no output: {e}")))?;
     let classes = out.shape.as_concrete().and_then(|s| s.last().copied());
     if classes != Some(manifest.labels.len()) {
-        return Err(format!(
+        return Err(fail(format!(
             "model output shape is {:?} but the manifest has {} labels",
             out.shape,
             manifest.labels.len()
-        ));
+        )));
     }
     let options = RunOptions {
         executor: (threads > 1).then(|| multithread::Executor::multithread(threads)),
@@ -659,7 +662,7 @@ fn optimise(
     };
     let plan = typed
         .into_runnable_with_options(&options)
-        .map_err(|e| format!("cannot plan: {e}"))?;
+        .map_err(|e| fail(format!("cannot plan: {e}")))?;
     Ok((plan, widened_bytes))
 }
 
@@ -668,20 +671,20 @@ fn optimise(
 /// (tract's `f32_to_f16` transform: the input and output become f16 too),
 /// optimised by tract and its constant chains folded: the graph genrepi
 /// runs. Also returns the bytes that widening added.
-pub fn optimised_graph(
-    onnx: &Path,
-    shape: [usize; 4],
-    fp16: bool,
-) -> std::result::Result<(TypedModel, u64), String> {
+pub fn optimised_graph(onnx: &Path, shape: [usize; 4], fp16: bool) -> Result<(TypedModel, u64)> {
+    let fail = |detail: String| Error::Model {
+        path: onnx.to_path_buf(),
+        detail,
+    };
     let started = Instant::now();
     let phase =
         |what: &str| log::debug!("{what} at {:.0} ms", started.elapsed().as_secs_f64() * 1e3);
     let mut model = onnx_parser()
         .model_for_path(onnx)
-        .map_err(|e| format!("not a loadable ONNX model: {e}"))?;
+        .map_err(|e| fail(format!("not a loadable ONNX model: {e}")))?;
     let declared = model
         .input_fact(0)
-        .map_err(|e| format!("model has no input: {e}"))?
+        .map_err(|e| fail(format!("model has no input: {e}")))?
         .shape
         .as_concrete_finite()
         .ok()
@@ -690,20 +693,20 @@ pub fn optimised_graph(
     if let Some(declared) = declared
         && (declared.len() != 4 || declared[1..] != shape[1..])
     {
-        return Err(format!(
+        return Err(fail(format!(
             "model input is {declared:?} but the manifest says {shape:?}"
-        ));
+        )));
     }
     model = model
         .with_input_fact(0, f32::fact(shape).into())
-        .map_err(|e| format!("cannot set input shape {shape:?}: {e}"))?;
+        .map_err(|e| fail(format!("cannot set input shape {shape:?}: {e}")))?;
     phase("parsed");
     let stored_f16 = f16_constant_bytes(model.nodes().iter().map(|n| n.op_as::<Const>()));
     let mut typed = model
         .into_typed()
-        .map_err(|e| format!("cannot type the model for input {shape:?}: {e}"))?;
+        .map_err(|e| fail(format!("cannot type the model for input {shape:?}: {e}")))?;
     let widened = widen_f16_weights(&mut typed)
-        .map_err(|e| format!("cannot widen FP16 weights to FP32: {e}"))?;
+        .map_err(|e| fail(format!("cannot widen FP16 weights to FP32: {e}")))?;
     // Typing already folds the casts of small tensors; once no FP16
     // constant is left, every stored FP16 weight is now FP32 (twice the size).
     let left_f16 = f16_constant_bytes(typed.nodes().iter().map(|n| n.op_as::<Const>()));
@@ -721,19 +724,19 @@ pub fn optimised_graph(
     }
     if fp16 {
         let transform = tract_onnx::tract_core::transform::get_transform("f32_to_f16")
-            .map_err(|e| format!("tract's f32_to_f16 transform: {e}"))?
-            .ok_or("tract has no f32_to_f16 transform")?;
+            .map_err(|e| fail(format!("tract's f32_to_f16 transform: {e}")))?
+            .ok_or_else(|| fail("tract has no f32_to_f16 transform".into()))?;
         transform
             .transform(&mut typed)
-            .map_err(|e| format!("cannot translate to FP16: {e}"))?;
+            .map_err(|e| fail(format!("cannot translate to FP16: {e}")))?;
     }
     phase("typed");
     let mut typed = typed
         .into_optimized()
-        .map_err(|e| format!("cannot optimise for input {shape:?}: {e}"))?;
+        .map_err(|e| fail(format!("cannot optimise for input {shape:?}: {e}")))?;
     phase("optimised");
     let folded = fold_constant_chains(&mut typed)
-        .map_err(|e| format!("cannot fold constants of the optimised plan: {e}"))?;
+        .map_err(|e| fail(format!("cannot fold constants of the optimised plan: {e}")))?;
     phase(&format!("{folded} constant chain(s) folded"));
     Ok((typed, widened_bytes))
 }

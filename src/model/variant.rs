@@ -15,6 +15,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::Invalid;
 use crate::platform::Platform;
 
 /// The arithmetic a variant's matrix products run in.
@@ -69,23 +70,23 @@ pub struct VariantSpec {
 
 impl VariantSpec {
     /// Checks the fields that have a stated range.
-    pub fn validate(&self) -> std::result::Result<(), String> {
+    pub fn validate(&self) -> std::result::Result<(), Invalid> {
         let ok = (1..=32).contains(&self.name.len())
             && self
                 .name
                 .bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
         if !ok {
-            return Err(format!(
+            return Err(Invalid::Form(format!(
                 "variant name {:?} must be 1 to 32 characters of a-z, 0-9 and -",
                 self.name
-            ));
+            )));
         }
         if self.sha256.len() != 64 || !self.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(format!(
+            return Err(Invalid::Form(format!(
                 "variant {:?}: sha256 must be 64 hex digits",
                 self.name
-            ));
+            )));
         }
         Ok(())
     }
@@ -102,11 +103,11 @@ pub enum Choice {
 }
 
 impl std::str::FromStr for Choice {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
+    type Err = Invalid;
+    fn from_str(s: &str) -> std::result::Result<Self, Invalid> {
         match s {
             "auto" => Ok(Choice::Auto),
-            "" => Err("--variant needs a name or auto".into()),
+            "" => Err(Invalid::Form("--variant needs a name or auto".into())),
             name => Ok(Choice::Named(name.to_string())),
         }
     }
@@ -121,27 +122,39 @@ pub struct Candidate {
     pub reason: String,
 }
 
-/// Whether this CPU runs `arithmetic` on native kernels: `Ok(why)` or
-/// `Err(why not)`.
-pub fn native(arithmetic: Arithmetic, platform: &Platform) -> std::result::Result<String, String> {
+/// Whether this CPU runs an arithmetic on native kernels, and why (not).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Support {
+    /// Native kernels: which ones.
+    Native(String),
+    /// No native kernels (tract would emulate it, or has none): why.
+    Missing(String),
+}
+
+/// Whether this CPU runs `arithmetic` on native kernels.
+pub fn native(arithmetic: Arithmetic, platform: &Platform) -> Support {
     let has = |f: &str| platform.has(f);
     match (arithmetic, platform.arch) {
-        (Arithmetic::Fp32, _) => Ok("FP32 kernels everywhere".into()),
+        (Arithmetic::Fp32, _) => Support::Native("FP32 kernels everywhere".into()),
         (Arithmetic::Int8, "x86_64") if has("avx512vnni") => {
-            Ok("int8 dot-product kernels (AVX-512 VNNI)".into())
+            Support::Native("int8 dot-product kernels (AVX-512 VNNI)".into())
         }
-        (Arithmetic::Int8, "x86_64") if has("avx2") => Ok("int8 kernels (AVX2)".into()),
+        (Arithmetic::Int8, "x86_64") if has("avx2") => {
+            Support::Native("int8 kernels (AVX2)".into())
+        }
         (Arithmetic::Int8, "aarch64") if has("asimddp") => {
-            Ok("int8 dot-product kernels (SDOT, asimddp)".into())
+            Support::Native("int8 dot-product kernels (SDOT, asimddp)".into())
         }
-        (Arithmetic::Int8, "aarch64") => Ok("int8 kernels (NEON SMLAL)".into()),
-        (Arithmetic::Int8, arch) => Err(format!("no int8 kernels for {arch} without AVX2")),
+        (Arithmetic::Int8, "aarch64") => Support::Native("int8 kernels (NEON SMLAL)".into()),
+        (Arithmetic::Int8, arch) => {
+            Support::Missing(format!("no int8 kernels for {arch} without AVX2"))
+        }
         (Arithmetic::Fp16, "aarch64") if has("asimdhp") => {
-            Ok("FP16 arithmetic (asimdhp) and tract's f16 kernels".into())
+            Support::Native("FP16 arithmetic (asimdhp) and tract's f16 kernels".into())
         }
-        (Arithmetic::Fp16, _) => {
-            Err("no FP16 arithmetic: tract would emulate it (~250x slower than FP32)".into())
-        }
+        (Arithmetic::Fp16, _) => Support::Missing(
+            "no FP16 arithmetic: tract would emulate it (~250x slower than FP32)".into(),
+        ),
     }
 }
 
@@ -162,22 +175,24 @@ pub fn rank(
     platform: &Platform,
     measured: Option<&dyn Measured>,
     threads: usize,
-) -> std::result::Result<Vec<Candidate>, String> {
+) -> std::result::Result<Vec<Candidate>, Invalid> {
     if let Choice::Named(name) = choice {
         let spec = variants.iter().find(|v| &v.name == name).ok_or_else(|| {
             let names: Vec<&str> = variants.iter().map(|v| v.name.as_str()).collect();
-            format!(
+            Invalid::Inconsistent(format!(
                 "no variant {name:?} in this manifest (it has: {})",
                 if names.is_empty() {
                     "none".to_string()
                 } else {
                     names.join(", ")
                 }
-            )
+            ))
         })?;
         let reason = match native(spec.arithmetic, platform) {
-            Ok(why) => format!("asked for with --variant ({why})"),
-            Err(why) => format!("asked for with --variant, although this CPU has {why}"),
+            Support::Native(why) => format!("asked for with --variant ({why})"),
+            Support::Missing(why) => {
+                format!("asked for with --variant, although this CPU has {why}")
+            }
         };
         return Ok(vec![Candidate {
             spec: spec.clone(),
@@ -188,7 +203,7 @@ pub fn rank(
     let mut skipped = Vec::new();
     for spec in variants {
         match native(spec.arithmetic, platform) {
-            Ok(why) => {
+            Support::Native(why) => {
                 let ms = measured.and_then(|m| m.median_ms(&spec.name, threads));
                 let reason = match ms {
                     Some(ms) => format!(
@@ -205,14 +220,14 @@ pub fn rank(
                     },
                 ));
             }
-            Err(why) => skipped.push(format!("{}: {why}", spec.name)),
+            Support::Missing(why) => skipped.push(format!("{}: {why}", spec.name)),
         }
     }
     if ranked.is_empty() {
-        return Err(format!(
+        return Err(Invalid::Inconsistent(format!(
             "no variant runs natively on this CPU ({}); pick one with --variant",
             skipped.join("; ")
-        ));
+        )));
     }
     // Measured variants first, fastest first; then the static order.
     ranked.sort_by(|a, b| match (a.0, b.0) {
@@ -343,7 +358,7 @@ mod tests {
         assert_eq!(names(&got), ["fp16"]);
         assert!(got[0].reason.contains("no FP16 arithmetic"));
         let err = rank(&all(), &Choice::Named("int4".into()), &x86, None, 1).unwrap_err();
-        assert!(err.contains("fp32, fp16, int8"), "{err}");
+        assert!(err.to_string().contains("fp32, fp16, int8"), "{err}");
         let err = rank(
             &[spec("fp16", Arithmetic::Fp16)],
             &Choice::Auto,
@@ -352,7 +367,7 @@ mod tests {
             1,
         )
         .unwrap_err();
-        assert!(err.contains("--variant"), "{err}");
+        assert!(err.to_string().contains("--variant"), "{err}");
     }
 
     #[test]

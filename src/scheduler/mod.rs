@@ -56,16 +56,16 @@ pub enum Hop {
 pub const AUTO_MIN_HOP: f64 = 0.25;
 
 impl std::str::FromStr for Hop {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
+    type Err = crate::error::Invalid;
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
         if s.eq_ignore_ascii_case("auto") {
             return Ok(Hop::Auto);
         }
         match s.trim().parse::<f64>() {
             Ok(v) => crate::limits::HOP_SECONDS.check(v).map(Hop::Fixed),
-            _ => Err(format!(
+            _ => Err(crate::error::Invalid::Form(format!(
                 "hop must be a number of seconds or 'auto', not '{s}'"
-            )),
+            ))),
         }
     }
 }
