@@ -87,13 +87,8 @@ enum Command {
         /// Also write the full report as JSON.
         #[arg(long, value_name = "FILE.json")]
         report: Option<PathBuf>,
-        /// Seconds between window starts, 0.01 to 3600 [default: one
-        /// window, no overlap].
-        #[arg(long, value_name = "SECONDS", value_parser = limits::parser(limits::HOP_SECONDS))]
-        hop: Option<f64>,
-        /// Worker threads, 1 to 256 [default: all cores].
-        #[arg(long, value_name = "N", value_parser = limits::parser(limits::JOBS))]
-        jobs: Option<usize>,
+        #[command(flatten)]
+        batch: BatchArgs,
     },
     /// Write a dataset's windows exactly as the model receives them (.npz).
     Features {
@@ -102,13 +97,8 @@ enum Command {
         /// Output .npz; a .json with labels and clip paths goes beside it.
         #[arg(long, value_name = "FILE.npz")]
         out: PathBuf,
-        /// Seconds between window starts, 0.01 to 3600 [default: one
-        /// window, no overlap].
-        #[arg(long, value_name = "SECONDS", value_parser = limits::parser(limits::HOP_SECONDS))]
-        hop: Option<f64>,
-        /// Worker threads, 1 to 256 [default: all cores].
-        #[arg(long, value_name = "N", value_parser = limits::parser(limits::JOBS))]
-        jobs: Option<usize>,
+        #[command(flatten)]
+        batch: BatchArgs,
     },
     /// Describe the model: manifest, input and output, optimised plan,
     /// and the memory plan `listen` would use.
@@ -139,6 +129,18 @@ enum Command {
         #[arg(long, hide = true)]
         child: bool,
     },
+}
+
+/// The window and worker options `eval` and `features` share.
+#[derive(Args, Debug, Clone, Copy)]
+struct BatchArgs {
+    /// Seconds between window starts, 0.01 to 3600 [default: one
+    /// window, no overlap].
+    #[arg(long, value_name = "SECONDS", value_parser = limits::parser(limits::HOP_SECONDS))]
+    hop: Option<f64>,
+    /// Worker threads, 1 to 256 [default: all cores].
+    #[arg(long, value_name = "N", value_parser = limits::parser(limits::JOBS))]
+    jobs: Option<usize>,
 }
 
 /// `listen` options: a config file, and every setting it may hold (each
@@ -283,18 +285,12 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
             let format = if json { Format::Json } else { Format::Text };
             replay(&model, &files, hop_frames, format, timings)
         }
-        Command::Eval {
-            dir,
-            report,
-            hop,
-            jobs,
-        } => eval_command(common, &model, &dir, report.as_deref(), hop, jobs),
-        Command::Features {
-            dir,
-            out,
-            hop,
-            jobs,
-        } => features_command(common, &model, &dir, &out, hop, jobs),
+        Command::Eval { dir, report, batch } => {
+            eval_command(common, &model, &dir, report.as_deref(), batch)
+        }
+        Command::Features { dir, out, batch } => {
+            features_command(common, &model, &dir, &out, batch)
+        }
         Command::Info => {
             print_info(&model).context("stdout")?;
             print_measured_memory(&model, rss_before)?;
@@ -324,10 +320,9 @@ fn eval_command(
     model: &Arc<Model>,
     dir: &Path,
     report: Option<&Path>,
-    hop: Option<f64>,
-    jobs: Option<usize>,
+    batch: BatchArgs,
 ) -> anyhow::Result<bool> {
-    let hop_frames = hop_frames(model, hop)?;
+    let (hop_frames, jobs) = (hop_frames(model, batch.hop)?, batch.jobs);
     let started = Instant::now();
     let progress = Progress::new(!common.quiet, "clips");
     let result = eval::evaluate(model, dir, hop_frames, jobs_or_cores(jobs), &progress)?;
@@ -349,10 +344,9 @@ fn features_command(
     model: &Arc<Model>,
     dir: &Path,
     out: &Path,
-    hop: Option<f64>,
-    jobs: Option<usize>,
+    batch: BatchArgs,
 ) -> anyhow::Result<bool> {
-    let hop_frames = hop_frames(model, hop)?;
+    let (hop_frames, jobs) = (hop_frames(model, batch.hop)?, batch.jobs);
     let progress = Progress::new(!common.quiet, "clips");
     let outcome =
         dataset::export_features(model, dir, out, hop_frames, jobs_or_cores(jobs), &progress)?;
