@@ -170,8 +170,9 @@ def mean_sd(values):
     v = [x for x in values if x is not None]
     if not v:
         return "–"
-    sd = np.std(v, ddof=1) if len(v) > 1 else float("nan")
-    return f"{100 * np.mean(v):.1f} ± {100 * sd:.1f}%"
+    if len(v) == 1:
+        return f"{100 * v[0]:.1f}% (one fold)"
+    return f"{100 * np.mean(v):.1f} ± {100 * np.std(v, ddof=1):.1f}%"
 
 
 def cv_table(results, k, args):
