@@ -189,7 +189,7 @@ def main():
                              tract_clips=args.slow_tract_clips if vname == DYN else None))
         log(json.dumps(rows[-1]))
 
-    # Static INT8 after quantization-aware fine-tuning (models/tools/py).
+    # Static INT8 after quantization-aware fine-tuning (models/genrepi_train/qat.py).
     qat_history = qat_finetune(fp32, data, fit, val, calib, qat_epochs)
     path = sibling(fp32, "int8-qop-qat")
     quantize(sibling(fp32, "qat-fp32"), path, calib, DEFAULT_FORMAT)

@@ -95,7 +95,7 @@ def variants(fp32: Path, x_calib: np.ndarray):
                                                op_block_list=["Gemm"]), out[FP16])
     out[DYN] = sibling(fp32, "int8-dynamic")
     quantize_dynamic(fp32, out[DYN], weight_type=QuantType.QInt8)
-    # The format tract runs on integer kernels end to end (models/tools/py).
+    # The format tract runs on integer kernels end to end (models/genrepi_train/qat.py).
     out[QOP] = sibling(fp32, "int8-qop")
     quantize(fp32, out[QOP], x_calib, "qop-per-tensor")
     out[STATIC] = sibling(fp32, "int8-static")
