@@ -96,6 +96,11 @@ pub struct ListenConfig {
     /// model takes windows, dropping none [default: 1].
     #[arg(long, value_name = "X", value_parser = limits::parser(limits::SPEED))]
     pub speed: Option<f64>,
+    /// Config file only: whether the kiosk service starts (`genrepi
+    /// autostart`, the unit's `ExecCondition=`) [default: false]. `listen`
+    /// itself ignores it.
+    #[arg(skip)]
+    pub autostart: Option<bool>,
 }
 
 /// `--channels`: a count in [`limits::AUDIO_CHANNELS`].
@@ -321,6 +326,15 @@ mod tests {
         assert_eq!(r.live.hop, Hop::Fixed(1.0));
         assert_eq!(r.max_memory, Some(768 << 20));
         assert_eq!(r.threads, 2);
+    }
+
+    #[test]
+    fn autostart_is_off_unless_the_file_says_so() {
+        let on: ListenConfig = toml::from_str("autostart = true").unwrap();
+        assert_eq!(on.autostart, Some(true));
+        let example: ListenConfig = toml::from_str(include_str!("../deploy/genrepi.toml")).unwrap();
+        assert_eq!(example.autostart, Some(false));
+        assert!(toml::from_str::<ListenConfig>("autostart = \"yes\"").is_err());
     }
 
     #[test]

@@ -37,7 +37,8 @@ struct Cli {
 #[derive(Args, Debug)]
 struct Common {
     /// Model manifest (.toml) or ONNX file with a manifest beside it
-    /// [default: $GENREPI_MODEL, else models/default.toml]
+    /// [default: $GENREPI_MODEL, else models/default.toml here or beside
+    /// the binary, else /usr/share/genrepi/models/default.toml]
     #[arg(long, global = true, value_name = "PATH")]
     model: Option<PathBuf>,
     /// Threads for each inference's matrix products, 1 to 256 [default: 1,
@@ -114,6 +115,15 @@ enum Command {
     },
     /// Print the man page (roff), generated from these definitions.
     Manpage,
+    /// Whether the kiosk service should start: exits 0 when the config
+    /// file says `autostart = true`, 1 when it does not (systemd's
+    /// `ExecCondition=` then skips the unit quietly), 255 when the file
+    /// cannot be read or is not valid (the unit fails, saying why).
+    Autostart {
+        /// listen's config file.
+        #[arg(long, value_name = "FILE", default_value = "/etc/genrepi/genrepi.toml")]
+        config: PathBuf,
+    },
     /// Measure every variant of the model on this machine (load time,
     /// per-window median and p95 at 1 and all threads, peak memory,
     /// kernels) and cache the figures for `--variant auto`.
@@ -169,6 +179,9 @@ fn main() -> ExitCode {
         }
     };
     init_logging(&cli.common);
+    if let Command::Autostart { config } = &cli.command {
+        return autostart(config);
+    }
     match run(cli) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(1),
@@ -177,6 +190,27 @@ fn main() -> ExitCode {
         Err(e) => {
             error_line(&format!("{e:#}"));
             ExitCode::from(1)
+        }
+    }
+}
+
+/// `genrepi autostart`: the exit code systemd's `ExecCondition=` reads.
+fn autostart(config: &Path) -> ExitCode {
+    match ListenConfig::load(config) {
+        Ok(cfg) if cfg.autostart == Some(true) => {
+            println!("genrepi: {}: autostart = true", config.display());
+            ExitCode::SUCCESS
+        }
+        Ok(_) => {
+            println!(
+                "genrepi: {}: autostart is off; set `autostart = true` there to start the service",
+                config.display()
+            );
+            ExitCode::from(1)
+        }
+        Err(e) => {
+            error_line(&format!("{e:#}"));
+            ExitCode::from(255)
         }
     }
 }
@@ -302,7 +336,11 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
             write_stdout(format!("{}\n", serde_json::to_string(&row)?).as_bytes())?;
             Ok(true)
         }
-        Command::Listen(_) | Command::Devices | Command::Completions { .. } | Command::Manpage => {
+        Command::Listen(_)
+        | Command::Devices
+        | Command::Completions { .. }
+        | Command::Manpage
+        | Command::Autostart { .. } => {
             unreachable!("handled above")
         }
     }

@@ -1,6 +1,6 @@
 //! The command line's own outputs: shell completions and the man page
-//! (generated from the clap definitions), and no progress bar when stderr
-//! is not a terminal.
+//! (generated from the clap definitions), no progress bar when stderr is
+//! not a terminal, and `autostart`'s exit codes.
 
 mod common;
 
@@ -46,4 +46,34 @@ fn no_progress_bar_when_stderr_is_not_a_terminal() {
         .filter(|l| !(l.contains("tract_linalg::arm64") && l.contains("/proc/cpuinfo")))
         .collect();
     assert!(rest.is_empty(), "nothing on a piped stderr: {stderr:?}");
+}
+
+/// `genrepi autostart`, the kiosk unit's `ExecCondition=`: 0 starts the
+/// service, 1 skips it quietly (the packaged config), 255 fails it with one
+/// error line naming the file.
+#[test]
+fn autostart_follows_the_config_file() {
+    let dir = temp_dir("cli-autostart");
+    let config = |name: &str, text: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path.to_str().unwrap().to_string()
+    };
+    let on = config("on.toml", "autostart = true\nhop = \"1.0\"\n");
+    let (code, stdout, stderr) = run(&["autostart", "--config", &on]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let packaged = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/genrepi.toml");
+    let (code, stdout, _) = run(&["autostart", "--config", packaged]);
+    assert_eq!(code, 1, "{stdout}");
+    assert!(stdout.contains("autostart = true"), "{stdout}");
+    let absent = config("absent.toml", "hop = \"1.0\"\n");
+    assert_eq!(run(&["autostart", "--config", &absent]).0, 1);
+    let bad = config("bad.toml", "autostart = \"sometimes\"\n");
+    let missing = dir.join("missing.toml");
+    for path in [bad.as_str(), missing.to_str().unwrap()] {
+        let (code, _, stderr) = run(&["autostart", "--config", path]);
+        assert_eq!(code, 255, "{stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(stderr.contains(path), "{stderr}");
+    }
 }

@@ -195,10 +195,15 @@ impl Manifest {
     }
 }
 
+/// Where the Debian package installs the default model's manifest.
+pub const PACKAGED_MODEL: &str = "/usr/share/genrepi/models/default.toml";
+
 /// Finds the manifest to load: `explicit` (a manifest or an `.onnx` with a
 /// manifest of the same stem beside it), else `$GENREPI_MODEL`, else
-/// `models/default.toml` in the working directory, beside the executable, or
-/// in the source tree genrepi was built from.
+/// `models/default.toml` in the working directory or beside the executable,
+/// else `share/genrepi/models/default.toml` under the executable's prefix,
+/// else [`PACKAGED_MODEL`], else the one in the source tree genrepi was
+/// built from.
 pub fn locate(explicit: Option<&Path>) -> Result<PathBuf> {
     let chosen = explicit
         .map(Path::to_path_buf)
@@ -229,7 +234,13 @@ pub fn locate(explicit: Option<&Path>) -> Result<PathBuf> {
         .and_then(|e| e.parent().map(Path::to_path_buf))
     {
         candidates.push(dir.join("models/default.toml"));
+        // An installed tree: PREFIX/bin/genrepi, PREFIX/share/genrepi/models.
+        if let Some(prefix) = dir.parent() {
+            candidates.push(prefix.join("share/genrepi/models/default.toml"));
+        }
     }
+    // Where the Debian package puts it.
+    candidates.push(PathBuf::from(PACKAGED_MODEL));
     candidates.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("models/default.toml"));
     candidates
         .iter()
