@@ -26,12 +26,13 @@ fn tiny_models(flag: &str, tag: &str) -> Option<std::path::PathBuf> {
     Some(dir)
 }
 
-/// Probabilities of each window that `replay --json` prints.
-fn replay_probs(manifest: &Path, clip: &Path) -> Vec<Vec<f64>> {
+/// Probabilities of each window that `replay --json` prints, with the
+/// matrix products on `threads` threads.
+fn replay_probs(manifest: &Path, clip: &Path, threads: usize) -> Vec<Vec<f64>> {
     let out = genrepi()
         .arg("--model")
         .arg(manifest)
-        .args(["replay", "--json"])
+        .args(["--threads", &threads.to_string(), "replay", "--json"])
         .arg(clip)
         .output()
         .unwrap();
@@ -105,7 +106,7 @@ fn fp16_weights_are_widened_to_fp32_at_load() {
         return;
     };
     let clip = gtzan.join("rock/rock.00003.wav");
-    let (a, b) = (replay_probs(&fp32, &clip), replay_probs(&fp16, &clip));
+    let (a, b) = (replay_probs(&fp32, &clip, 1), replay_probs(&fp16, &clip, 1));
     assert!(!a.is_empty());
     assert_eq!(a.len(), b.len());
     let diff = a
@@ -157,9 +158,12 @@ fn int8_qoperator_model_runs_on_integer_ops_like_its_qdq_twin() {
         return;
     };
     let clip = gtzan.join("rock/rock.00003.wav");
-    let (a, b) = (replay_probs(&qop, &clip), replay_probs(&qdq, &clip));
+    let (a, b) = (replay_probs(&qop, &clip, 1), replay_probs(&qdq, &clip, 1));
     assert!(a.len() > 20);
     assert_eq!(a.len(), b.len());
+    // Integer arithmetic: the same to the bit when the whole plan runs on
+    // the 2-thread pool (Classifier::classify).
+    assert_eq!(replay_probs(&qop, &clip, 2), a, "2 threads differ from 1");
     let diff = a
         .iter()
         .flatten()

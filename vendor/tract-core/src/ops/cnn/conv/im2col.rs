@@ -318,26 +318,69 @@ unsafe fn rows_2d<T: Copy + Datum>(
                     .min(output_width as isize) as usize;
                 let iptr = iptr.offset(geometry.pool.patch.standard_layout_data_field[kitem]);
                 let row = &mut rows[(ci * kernel_len + kitem) * n..][..n];
-                for (yo, out) in row.chunks_exact_mut(output_width).enumerate() {
+                // genrepi patch: rows here are short (5 to 33 positions for
+                // ResNet-152 on a 128x130 input), so a memset or memcpy call per
+                // span costs more than its bytes: pad the whole row once when
+                // any of it is padding, then copy the valid spans inline.
+                let y_valid = |yo: usize| {
                     let y = yo as isize * y_stride + dy;
-                    if y < 0 || y >= input_height || x0 >= x1 {
-                        out.fill(pad);
+                    y >= 0 && y < input_height
+                };
+                if x0 > 0 || x1 < output_width || !(0..output_height).all(y_valid) {
+                    row.fill(pad);
+                }
+                if x0 >= x1 {
+                    continue;
+                }
+                for (yo, out) in row.chunks_exact_mut(output_width).enumerate() {
+                    if !y_valid(yo) {
                         continue;
                     }
-                    out[..x0].fill(pad);
-                    out[x1..].fill(pad);
                     let src = iptr.offset(yo as isize * y_stride_ptr);
                     if x_stride_ptr == 1 {
-                        out[x0..x1].copy_from_slice(std::slice::from_raw_parts(
-                            src.offset(x0 as isize),
-                            x1 - x0,
-                        ));
+                        copy_short(src.offset(x0 as isize), out[x0..x1].as_mut_ptr(), x1 - x0);
                     } else {
                         for (x, o) in out[x0..x1].iter_mut().enumerate() {
                             *o = *src.offset((x0 + x) as isize * x_stride_ptr);
                         }
                     }
                 }
+            }
+        }
+    }
+}
+
+/// Copies `len` elements from `src` to `dst` (not overlapping) without a
+/// memcpy call for one-byte types: unaligned 8-byte words, the last one
+/// overlapping the previous, or 4-byte words, or single bytes. Other types go
+/// through `copy_nonoverlapping`.
+///
+/// Safety: `src` and `dst` are valid for `len` elements.
+#[inline(always)]
+unsafe fn copy_short<T: Copy>(src: *const T, dst: *mut T, len: usize) {
+    unsafe {
+        if std::mem::size_of::<T>() != 1 {
+            std::ptr::copy_nonoverlapping(src, dst, len);
+            return;
+        }
+        let (src, dst) = (src as *const u8, dst as *mut u8);
+        if len >= 8 {
+            let mut i = 0;
+            while i + 8 <= len {
+                (dst.add(i) as *mut u64).write_unaligned((src.add(i) as *const u64).read_unaligned());
+                i += 8;
+            }
+            if i < len {
+                let j = len - 8;
+                (dst.add(j) as *mut u64).write_unaligned((src.add(j) as *const u64).read_unaligned());
+            }
+        } else if len >= 4 {
+            (dst as *mut u32).write_unaligned((src as *const u32).read_unaligned());
+            let j = len - 4;
+            (dst.add(j) as *mut u32).write_unaligned((src.add(j) as *const u32).read_unaligned());
+        } else {
+            for i in 0..len {
+                *dst.add(i) = *src.add(i);
             }
         }
     }
@@ -405,13 +448,58 @@ unsafe fn repack_k4<T: Copy + num_traits::Zero>(
     }
 }
 
-/// `dst[4m + i] = ri[m]`: four byte rows interleaved, as little-endian u32s.
+/// `dst[4m + i] = ri[m]`: four byte rows interleaved. Eight columns at a
+/// time as words (four 8-byte loads, 32 bytes out, no per-byte stores), the
+/// rest byte by byte.
 #[inline]
 fn interleave4_u8(r0: &[u8], r1: &[u8], r2: &[u8], r3: &[u8], dst: &mut [u8]) {
-    for (m, d) in dst.chunks_exact_mut(4).enumerate() {
-        let word = r0[m] as u32 | (r1[m] as u32) << 8 | (r2[m] as u32) << 16 | (r3[m] as u32) << 24;
-        d.copy_from_slice(&word.to_le_bytes());
+    let width = dst.len() / 4;
+    let word = |r: &[u8], m: usize| u64::from_le_bytes(r[m..m + 8].try_into().unwrap());
+    let mut m = 0;
+    while m + 8 <= width {
+        // Bytes of r0/r1 (and r2/r3) alternating, then those pairs alternating.
+        let lo = zip8(word(r0, m), word(r1, m));
+        let hi = zip8(word(r2, m), word(r3, m));
+        let (a, b) = zip16(lo, hi);
+        dst[4 * m..][..16].copy_from_slice(&a.to_le_bytes());
+        dst[4 * m + 16..][..16].copy_from_slice(&b.to_le_bytes());
+        m += 8;
     }
+    for m in m..width {
+        let word = r0[m] as u32 | (r1[m] as u32) << 8 | (r2[m] as u32) << 16 | (r3[m] as u32) << 24;
+        dst[4 * m..][..4].copy_from_slice(&word.to_le_bytes());
+    }
+}
+
+/// The bytes of `x` (little-endian) each moved to the low byte of a 16-bit lane.
+#[inline(always)]
+fn spread8(x: u64) -> u128 {
+    let x = x as u128;
+    let x = (x | x << 32) & 0x0000_0000_FFFF_FFFF_0000_0000_FFFF_FFFF;
+    let x = (x | x << 16) & 0x0000_FFFF_0000_FFFF_0000_FFFF_0000_FFFF;
+    (x | x << 8) & 0x00FF_00FF_00FF_00FF_00FF_00FF_00FF_00FF
+}
+
+/// `a` and `b`'s bytes alternating: a0 b0 a1 b1 ... a7 b7.
+#[inline(always)]
+fn zip8(a: u64, b: u64) -> u128 {
+    spread8(a) | spread8(b) << 8
+}
+
+/// The 16-bit lanes of a 64-bit value each moved to the low half of a 32-bit lane.
+#[inline(always)]
+fn spread16(x: u64) -> u128 {
+    let x = x as u128;
+    let x = (x | x << 32) & 0x0000_0000_FFFF_FFFF_0000_0000_FFFF_FFFF;
+    (x | x << 16) & 0x0000_FFFF_0000_FFFF_0000_FFFF_0000_FFFF
+}
+
+/// `a` and `b`'s 16-bit lanes alternating (a0 b0 a1 b1 ... a7 b7), as two
+/// 128-bit halves.
+#[inline(always)]
+fn zip16(a: u128, b: u128) -> (u128, u128) {
+    let (al, ah, bl, bh) = (a as u64, (a >> 64) as u64, b as u64, (b >> 64) as u64);
+    (spread16(al) | spread16(bl) << 16, spread16(ah) | spread16(bh) << 16)
 }
 
 #[derive(Copy, Clone, Debug, Hash, PartialEq, Eq)]
@@ -775,6 +863,38 @@ impl Patcher {
                 }
             }
             Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod genrepi_tests {
+    use super::*;
+
+    #[test]
+    fn interleave4_matches_the_bytewise_definition() {
+        for width in 0..40 {
+            let rows: Vec<Vec<u8>> =
+                (0..4).map(|i| (0..width).map(|m| (i * 64 + m * 7 + 3) as u8).collect()).collect();
+            let mut dst = vec![0u8; width * 4];
+            interleave4_u8(&rows[0], &rows[1], &rows[2], &rows[3], &mut dst);
+            for m in 0..width {
+                for i in 0..4 {
+                    assert_eq!(dst[4 * m + i], rows[i][m], "width {width} m {m} row {i}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn copy_short_copies_every_length() {
+        let src: Vec<u8> = (0..64).map(|i| i as u8 ^ 0x5a).collect();
+        for len in 0..64 {
+            let mut dst = vec![0u8; 66];
+            unsafe { copy_short(src.as_ptr(), dst[1..].as_mut_ptr(), len) };
+            assert_eq!(&dst[1..1 + len], &src[..len], "len {len}");
+            assert_eq!(dst[0], 0);
+            assert!(dst[1 + len..].iter().all(|&b| b == 0), "len {len}: wrote past the end");
         }
     }
 }
