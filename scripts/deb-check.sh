@@ -80,7 +80,12 @@ set +e; genrepi autostart; rc=$?; set -e
 step "info and replay from the installed paths (working directory /, no flags)"
 info=$(cd / && runuser -u genrepi -- genrepi info)
 grep -F "/usr/share/genrepi/models/default.toml" <<<"$info" || fail "info does not use the packaged model"
-(cd / && runuser -u genrepi -- genrepi replay "$clip" | tail -n 3) || fail "replay of $clip"
+# A copy the genrepi user can read wherever the checkout lives.
+[ -f "$clip" ] || fail "no audio clip at $clip (give one as the third argument)"
+chmod 755 "$work"
+cp "$clip" "$work/clip.${clip##*.}" && chmod 644 "$work/clip.${clip##*.}"
+(cd / && runuser -u genrepi -- genrepi replay "$work/clip.${clip##*.}" | tail -n 3) \
+  || fail "replay of $clip as user genrepi"
 man -w genrepi 2>/dev/null || zcat /usr/share/man/man1/genrepi.1.gz | head -n 3
 bash -c '. /usr/share/bash-completion/completions/genrepi && complete -p genrepi'
 

@@ -10,7 +10,7 @@
 #   bash scripts/deb.sh --target aarch64-unknown-linux-gnu --profile release --no-build
 #
 # --profile P    cargo profile to package (default: release on the host, dist,
-#                the LTO build, for aarch64)
+#                the LTO build, for aarch64; CI packages its test build, dev)
 # --no-build     package the binary already built for that profile and target
 #
 # Prints the path of the package (target/debian/genrepi_VERSION-1_ARCH.deb)
@@ -47,7 +47,8 @@ if [ -n "$target" ]; then
     aarch64-*) run=(qemu-aarch64) ;;
   esac
 fi
-bin=$dir/$profile/genrepi
+# cargo builds the dev profile into target/debug.
+bin=$dir/$([ "$profile" = dev ] && echo debug || echo "$profile")/genrepi
 if $build; then
   cargo build --profile "$profile" "${target_args[@]}" --bin genrepi
 fi

@@ -285,3 +285,20 @@ fn variants_are_chosen_per_cpu_then_by_bench_measurements() {
         "{out}"
     );
 }
+
+/// The shipped INT8 ResNet-152 on 2 threads: its im2cols (large enough to be
+/// shared among the pool's threads) and matrix products give the same
+/// integer results as on 1. Not under qemu, where it takes minutes.
+#[test]
+fn shipped_int8_model_gives_the_same_results_on_two_threads() {
+    if common::needs_qemu() {
+        eprintln!("skipped under qemu-aarch64: the ResNet-152 twice is too slow there");
+        return;
+    }
+    let dir = temp_dir("int8-threads");
+    let clip = common::noise_wav(&dir, "noise.wav", 4.0, 7);
+    let manifest = repo("models/default.toml");
+    let one = replay_probs(&manifest, &clip, 1);
+    assert!(!one.is_empty());
+    assert_eq!(replay_probs(&manifest, &clip, 2), one, "2 threads differ from 1");
+}

@@ -306,8 +306,11 @@ unsafe fn rows_2d<T: Copy + Datum>(
         let output_height = geometry.pool.patch.output_shape[0];
         let output_width = geometry.pool.patch.output_shape[1];
         let n = output_height * output_width;
-        for ci in 0..geometry.ci_per_group {
-            let iptr = iptr.offset(ci as isize * c_stride_ptr);
+        // One input channel's kernel_len rows at a time, on the pool's
+        // threads when this runs on a rayon pool (see `for_each_chunk`).
+        let iptr = iptr as usize;
+        for_each_chunk(rows, kernel_len * n, |ci, rows| {
+            let iptr = (iptr as *const T).offset(ci as isize * c_stride_ptr);
             for kitem in 0..kernel_len {
                 let dy = geometry.pool.patch.data_field[[kitem, 0]];
                 let dx = geometry.pool.patch.data_field[[kitem, 1]];
@@ -317,7 +320,7 @@ unsafe fn rows_2d<T: Copy + Datum>(
                     .max(0)
                     .min(output_width as isize) as usize;
                 let iptr = iptr.offset(geometry.pool.patch.standard_layout_data_field[kitem]);
-                let row = &mut rows[(ci * kernel_len + kitem) * n..][..n];
+                let row = &mut rows[kitem * n..][..n];
                 // genrepi patch: rows here are short (5 to 33 positions for
                 // ResNet-152 on a 128x130 input), so a memset or memcpy call per
                 // span costs more than its bytes: pad the whole row once when
@@ -346,7 +349,28 @@ unsafe fn rows_2d<T: Copy + Datum>(
                     }
                 }
             }
-        }
+        });
+    }
+}
+
+/// Below this many elements an im2col stays on one thread.
+const PARALLEL_MIN_ELEMENTS: usize = 1 << 16;
+
+/// `f(i, chunk)` for every `chunk_len`-long chunk of `data` (the last may be
+/// shorter). When the caller runs on a rayon pool of several threads (tract's
+/// multithread executor, with the plan run inside it) and `data` is large,
+/// the chunks are shared among the pool's threads; otherwise they run in
+/// order on this thread. Never starts or enters another pool.
+fn for_each_chunk<T: Send>(data: &mut [T], chunk_len: usize, f: impl Fn(usize, &mut [T]) + Sync) {
+    use rayon::prelude::*;
+    if chunk_len == 0 {
+        return;
+    }
+    let on_pool = rayon::current_thread_index().is_some() && rayon::current_num_threads() > 1;
+    if on_pool && data.len() >= PARALLEL_MIN_ELEMENTS && data.len() > chunk_len {
+        data.par_chunks_mut(chunk_len).enumerate().for_each(|(i, c)| f(i, c));
+    } else {
+        data.chunks_mut(chunk_len).enumerate().for_each(|(i, c)| f(i, c));
     }
 }
 
@@ -393,7 +417,7 @@ unsafe fn copy_short<T: Copy>(src: *const T, dst: *mut T, len: usize) {
 /// rows (vectorised), others element by element.
 ///
 /// Safety: `out` holds `n.divceil(r) * panel_len` elements.
-unsafe fn repack_k4<T: Copy + num_traits::Zero>(
+unsafe fn repack_k4<T: Copy + num_traits::Zero + Send + Sync>(
     rows: &[T],
     k: usize,
     n: usize,
@@ -402,10 +426,10 @@ unsafe fn repack_k4<T: Copy + num_traits::Zero>(
     out: *mut T,
 ) {
     let kb_full = k / 4;
-    for p in 0..n.divceil(r) {
+    let out = unsafe { std::slice::from_raw_parts_mut(out, n.divceil(r) * panel_len) };
+    for_each_chunk(out, panel_len, |p, panel| {
         let m0 = p * r;
         let width = r.min(n - m0);
-        let panel = unsafe { std::slice::from_raw_parts_mut(out.add(p * panel_len), panel_len) };
         for kb in 0..k.divceil(4) {
             let dst = &mut panel[kb * r * 4..][..r * 4];
             dst[width * 4..].fill(T::zero());
@@ -445,7 +469,7 @@ unsafe fn repack_k4<T: Copy + num_traits::Zero>(
                 }
             }
         }
-    }
+    });
 }
 
 /// `dst[4m + i] = ri[m]`: four byte rows interleaved. Eight columns at a
