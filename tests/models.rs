@@ -300,5 +300,9 @@ fn shipped_int8_model_gives_the_same_results_on_two_threads() {
     let manifest = repo("models/default.toml");
     let one = replay_probs(&manifest, &clip, 1);
     assert!(!one.is_empty());
-    assert_eq!(replay_probs(&manifest, &clip, 2), one, "2 threads differ from 1");
+    assert_eq!(
+        replay_probs(&manifest, &clip, 2),
+        one,
+        "2 threads differ from 1"
+    );
 }
