@@ -320,7 +320,8 @@ mod tests {
         let text = include_str!("../deploy/genrepi.toml");
         let mut cfg: ListenConfig = toml::from_str(text).unwrap();
         assert_eq!(cfg.http.as_deref(), Some("127.0.0.1:8080"));
-        // The example's model lives under /opt; resolve against the repo's.
+        // The example names no model (the packaged one is found by lookup);
+        // resolve against the repo's.
         cfg.model = Some(concat!(env!("CARGO_MANIFEST_DIR"), "/models/default.toml").into());
         let r = resolve(&cfg).unwrap();
         assert_eq!(r.live.hop, Hop::Fixed(1.0));

@@ -823,8 +823,10 @@ impl Classifier {
 /// threads at once.
 struct PoolJob<T>(T);
 
-// SAFETY: see the type's documentation; only `Classifier::classify` makes one.
-unsafe impl<T> Send for PoolJob<T> {}
+// SAFETY: see the type's documentation; only `Classifier::classify` makes
+// these two: the job going to the pool and its result coming back.
+unsafe impl Send for PoolJob<(&mut TypedSimpleState, TValue)> {}
+unsafe impl Send for PoolJob<TractResult<TVec<TValue>>> {}
 
 impl PoolJob<(&mut TypedSimpleState, TValue)> {
     /// Runs the plan (a method, so that the closure captures the whole
