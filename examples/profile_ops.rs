@@ -8,7 +8,11 @@
 //! (`genrepi::model::optimised_graph`: its quantized operators, FP16-on-disk
 //! weights widened, constant chains folded), without a manifest.
 //! `PROFILE_OPS_FP16=1` profiles it in FP16 arithmetic (tract's
-//! `f32_to_f16`, what the `fp16` variant runs).
+//! `f32_to_f16`, what the `fp16` variant runs). `PROFILE_OPS_THREADS=N`
+//! runs it as genrepi does with `--threads N`: the plan on tract's
+//! multithread executor, each inference on its pool (`Classifier::classify`),
+//! so an operator that does not share its work shows the same time at 1
+//! and at N threads.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -36,7 +40,17 @@ fn main() -> anyhow::Result<()> {
         shape,
         std::env::var_os("PROFILE_OPS_FP16").is_some(),
     )?;
-    let plan = graph.into_runnable()?;
+    let threads: usize = std::env::var("PROFILE_OPS_THREADS")
+        .ok()
+        .map(|t| t.parse())
+        .transpose()?
+        .unwrap_or(1);
+    let executor = (threads > 1).then(|| multithread::Executor::multithread(threads));
+    let options = RunOptions {
+        executor: executor.clone(),
+        ..RunOptions::default()
+    };
+    let plan = graph.into_runnable_with_options(&options)?;
     let input: Tensor = tract_ndarray::Array4::<f32>::from_shape_fn(shape, |(_, c, h, w)| {
         ((c * 31 + h * 7 + w * 3) % 17) as f32 / 8.0 - 1.0
     })
@@ -50,10 +64,45 @@ fn main() -> anyhow::Result<()> {
             if node.op().name() == "OptMatMul" {
                 println!("{}: {:?}", node.name, node.op().info()?);
             }
+            if node.op().name() == "OptMatMulPack" {
+                let fact = plan.model().outlet_fact(node.inputs[0])?;
+                println!("{}: {:?} on {fact:?}", node.name, node.op().info()?);
+            }
         }
     }
-    let mut state = SimpleState::new(&plan)?;
-    let mut by_op: BTreeMap<String, (Duration, usize)> = BTreeMap::new();
+    let profile = AssertSend(move || profile(&plan, input, runs));
+    let (by_op, total) = match executor {
+        Some(multithread::Executor::MultiThread(pool)) => {
+            pool.install(move || AssertSend(profile.run())).0?
+        }
+        _ => profile.run()?,
+    };
+    let mut rows: Vec<_> = by_op.into_iter().collect();
+    rows.sort_by_key(|r| std::cmp::Reverse(r.1.0));
+    let per_run = total.as_secs_f64() * 1e3 / runs as f64;
+    println!("{path}: {per_run:.1} ms per inference (mean of {runs}, {threads} thread(s))");
+    for (op, (t, n)) in rows.iter().take(15) {
+        let ms = t.as_secs_f64() * 1e3 / runs as f64;
+        println!(
+            "{:>9.1} ms {:>5.1}%  {:>4} x  {op}",
+            ms,
+            100.0 * ms / per_run,
+            n / runs
+        );
+    }
+    Ok(())
+}
+
+/// Time per operator type over `runs` inferences (after one warm-up).
+type ByOp = BTreeMap<String, (Duration, usize)>;
+
+fn profile(
+    plan: &Arc<TypedRunnableModel>,
+    input: Tensor,
+    runs: usize,
+) -> anyhow::Result<(ByOp, Duration)> {
+    let mut state = SimpleState::new(plan)?;
+    let mut by_op = ByOp::new();
     let mut total = Duration::ZERO;
     for run in 0..=runs {
         let started = Instant::now();
@@ -77,18 +126,20 @@ fn main() -> anyhow::Result<()> {
             }
         }
     }
-    let mut rows: Vec<_> = by_op.into_iter().collect();
-    rows.sort_by_key(|r| std::cmp::Reverse(r.1.0));
-    let per_run = total.as_secs_f64() * 1e3 / runs as f64;
-    println!("{path}: {per_run:.1} ms per inference (mean of {runs})");
-    for (op, (t, n)) in rows.iter().take(15) {
-        let ms = t.as_secs_f64() * 1e3 / runs as f64;
-        println!(
-            "{:>9.1} ms {:>5.1}%  {:>4} x  {op}",
-            ms,
-            100.0 * ms / per_run,
-            n / runs
-        );
+    Ok((by_op, total))
+}
+
+/// The profiling run handed to the executor's pool and its result handed
+/// back: tract's plan state holds `Rc`s, but `ThreadPool::install` blocks
+/// this thread until the job is done, so no `Rc` is used by two threads at
+/// once (the same hand-over as `Classifier::classify`).
+struct AssertSend<T>(T);
+
+// SAFETY: see the type's documentation.
+unsafe impl<T> Send for AssertSend<T> {}
+
+impl<F: FnOnce() -> anyhow::Result<(ByOp, Duration)>> AssertSend<F> {
+    fn run(self) -> anyhow::Result<(ByOp, Duration)> {
+        (self.0)()
     }
-    Ok(())
 }

@@ -153,6 +153,29 @@ fn int8_qoperator_model_runs_on_integer_ops_like_its_qdq_twin() {
             "{op} in the float twin: {float_plan}"
         );
     }
+    // The 1x1 integer convolution is one matrix product over H·W: its
+    // activation packed as one matrix, not as a batch of H rows of W
+    // (vendor/README.md, the einsum axis merge).
+    use tract_onnx::prelude::OutletId;
+    let (graph, _) =
+        genrepi::model::optimised_graph(&dir.join("qop.onnx"), [1, 1, 128, 130], false).unwrap();
+    let packs: Vec<_> = graph
+        .nodes()
+        .iter()
+        .filter(|n| n.op().name() == "OptMatMulPack")
+        .map(|n| {
+            let fact = graph.outlet_fact(OutletId::new(n.id, 0)).unwrap();
+            (n.name.clone(), fact.shape.as_concrete().unwrap().to_vec())
+        })
+        .collect();
+    assert!(!packs.is_empty(), "no packed activation in the plan");
+    for (name, batch) in &packs {
+        assert_eq!(
+            batch.iter().product::<usize>(),
+            1,
+            "{name} packs a batch {batch:?}"
+        );
+    }
 
     let Some(gtzan) = common::gtzan_mini() else {
         return;

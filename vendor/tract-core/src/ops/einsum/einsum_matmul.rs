@@ -31,8 +31,13 @@ fn merge_same_role_axes_rule(
     node_name: &str,
     op: &EinSum,
 ) -> TractResult<Option<TypedModelPatch>> {
-    // Only handle 2-input EinSums (matmul-like)
-    rule_if!(node.inputs.len() == 2);
+    // Only handle 2-input EinSums (matmul-like), and (genrepi patch, see
+    // vendor/README.md) quantized ones, whose further inputs (bias, zero
+    // points, scales) keep their slots as long as they carry none of the
+    // merged axes: an int8 1x1 convolution's H and W then become one N, as
+    // they do for float.
+    let quantized = op.q_params.is_some() && node.inputs.len() > 2;
+    rule_if!(node.inputs.len() == 2 || quantized);
 
     // Compute role signature for each axis: (in_input_0, in_input_1, in_output)
     type Role = (bool, bool, bool);
@@ -134,7 +139,9 @@ fn merge_same_role_axes_rule(
         // Decline merges that combine fewer than two non-unit axes: they don't
         // shrink the matmul loop count, they only add reshapes / a MoveAxis.
         let worth_merging = group.iter().filter(|c| is_non_unit(c)).count() >= 2;
-        if !dims_match || !worth_merging {
+        let extras_free = (2..node.inputs.len())
+            .all(|slot| op.axes.axes(InOut::In(slot)).all(|a| !group.contains(&a.repr)));
+        if !dims_match || !worth_merging || !extras_free {
             best_group = None;
         }
     }
@@ -191,10 +198,11 @@ fn merge_same_role_axes_rule(
         }
 
         // Rebuild EinSum formula with adjusted output and dropped axes
-        let in0: String = a_order.iter().collect();
-        let in1: String = b_order.iter().collect();
+        let inputs: Vec<String> = (0..node.inputs.len())
+            .map(|slot| op.axes.axes(InOut::In(slot)).map(|a| a.repr).collect())
+            .collect();
         let out: String = adjusted_c_order.iter().collect();
-        let expr = format!("{in0},{in1}->{out}");
+        let expr = format!("{}->{out}", inputs.join(","));
         let mut new_axes: AxesMapping = expr.parse()?;
         for &drop in &drop_set {
             new_axes = new_axes.remove_axis(drop)?;
@@ -253,6 +261,7 @@ fn merge_same_role_axes_rule(
         return Ok(Some(patch));
     }
 
+    rule_if!(node.inputs.len() == 2);
     // Second pass: look for same-role pairs separated by exactly one k-like axis
     // in a single input. Insert a MoveAxis to push the separator to the end.
     let k_role: Role = (true, true, false); // present in both inputs, absent from output
