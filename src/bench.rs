@@ -49,6 +49,34 @@ pub struct Row {
     pub peak_rss: u64,
     /// tract-linalg kernels of the plan's matrix products.
     pub kernels: Vec<String>,
+    /// `TRACT_AVX512_FMA_UNITS` the measuring process ran with, when it
+    /// decides the int8 kernel's tile (see [`FMA_UNITS`]); `None` otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fma_units: Option<u8>,
+}
+
+/// tract's knob for its x86_64 int8 kernel choice: with `2` (two 512-bit FMA
+/// ports, its probe's verdict on Xeons) it runs int8 matrix products on the
+/// 16x16 AVX-512 VNNI kernel, with `1` on the 8x8 one. The probe says 1 on
+/// Zen 4 (512-bit operations double-pumped), where the 16x16 kernel still
+/// measured faster (its 16 accumulators hide the multiply-add latency that
+/// the 8x8's 8 do not). So `bench` measures an int8 variant both ways on
+/// CPUs with AVX-512 VNNI, and a model loaded afterwards follows the faster
+/// ([`tile_choice`]); setting the variable by hand always wins.
+pub const FMA_UNITS: &str = "TRACT_AVX512_FMA_UNITS";
+
+/// The values of [`FMA_UNITS`] worth measuring for a variant of
+/// `arithmetic` on `platform`: both for int8 on AVX-512 VNNI (unless the
+/// variable is set, then only its value), none otherwise.
+pub fn fma_units_to_measure(arithmetic: &str, platform: &Platform) -> Vec<Option<u8>> {
+    let set = std::env::var(FMA_UNITS)
+        .ok()
+        .and_then(|v| v.trim().parse::<u8>().ok());
+    match (arithmetic, platform.arch, platform.has("avx512vnni"), set) {
+        ("int8", "x86_64", true, None) => vec![Some(1), Some(2)],
+        ("int8", "x86_64", true, Some(u)) => vec![Some(u)],
+        _ => vec![None],
+    }
 }
 
 /// Every row of one `genrepi bench` run, with what they were measured on.
@@ -62,13 +90,59 @@ pub struct Measurements {
     pub rows: Vec<Row>,
 }
 
-impl Measured for Measurements {
-    fn median_ms(&self, variant: &str, threads: usize) -> Option<f64> {
+impl Measurements {
+    /// The fastest row of `variant` at `threads` (of several, when it was
+    /// measured with each int8 kernel tile).
+    fn fastest(&self, variant: &str, threads: usize) -> Option<&Row> {
         self.rows
             .iter()
-            .find(|r| r.variant == variant && r.threads == threads)
-            .map(|r| r.median_ms)
+            .filter(|r| r.variant == variant && r.threads == threads)
+            .min_by(|a, b| a.median_ms.total_cmp(&b.median_ms))
     }
+}
+
+impl Measured for Measurements {
+    fn median_ms(&self, variant: &str, threads: usize) -> Option<f64> {
+        self.fastest(variant, threads).map(|r| r.median_ms)
+    }
+}
+
+/// How a model about to load should set [`FMA_UNITS`]: the value `bench`
+/// measured fastest for `variant` at `threads` on this CPU, with the reason
+/// to log. `None` when the variable is set by hand, when `bench` did not
+/// measure both values, or when nothing was measured.
+pub fn tile_choice(
+    measured: Option<&Measurements>,
+    variant: &str,
+    threads: usize,
+) -> Option<(u8, String)> {
+    if std::env::var_os(FMA_UNITS).is_some() {
+        return None;
+    }
+    let m = measured?;
+    let rows: Vec<&Row> = m
+        .rows
+        .iter()
+        .filter(|r| r.variant == variant && r.threads == threads && r.fma_units.is_some())
+        .collect();
+    if rows.len() < 2 {
+        return None;
+    }
+    let best = m.fastest(variant, threads)?;
+    let units = best.fma_units?;
+    let others: Vec<String> = rows
+        .iter()
+        .filter(|r| r.fma_units != Some(units))
+        .map(|r| format!("{:.1} ms with {}", r.median_ms, r.fma_units.unwrap_or(0)))
+        .collect();
+    Some((
+        units,
+        format!(
+            "{FMA_UNITS}={units}: `genrepi bench` measured {:.1} ms per window with it at {threads} thread(s), {}",
+            best.median_ms,
+            others.join(", ")
+        ),
+    ))
 }
 
 /// The folder the measurements are cached in: `$GENREPI_CACHE_DIR`, else
@@ -173,6 +247,9 @@ pub fn measure(model: &Arc<Model>, windows: usize) -> Result<Row> {
         windows,
         peak_rss: crate::platform::resident_memory().map_or(0, |(_, peak)| peak),
         kernels: model.kernels().into_iter().collect(),
+        fma_units: std::env::var(FMA_UNITS)
+            .ok()
+            .and_then(|v| v.trim().parse().ok()),
     })
 }
 
@@ -181,18 +258,22 @@ pub fn measure(model: &Arc<Model>, windows: usize) -> Result<Row> {
 pub fn run_children(
     exe: &Path,
     manifest_path: &Path,
-    variants: &[String],
+    variants: &[(String, Vec<Option<u8>>)],
     threads: &[usize],
     windows: usize,
     progress: &crate::progress::Progress,
 ) -> Result<Vec<Row>> {
     let mut rows = Vec::new();
-    progress.start(variants.len() * threads.len());
+    let runs: usize = variants.iter().map(|(_, units)| units.len()).sum();
+    progress.start(runs * threads.len());
     // An emulated build (qemu-user without binfmt) cannot start itself: the
     // children then go through $GENREPI_BENCH_WRAPPER (e.g. qemu-aarch64).
     let wrapper = std::env::var_os("GENREPI_BENCH_WRAPPER").filter(|w| !w.is_empty());
-    for variant in variants {
-        for &t in threads {
+    for (variant, units) in variants {
+        for (&t, &units) in threads
+            .iter()
+            .flat_map(|t| units.iter().map(move |u| (t, u)))
+        {
             let mut cmd = match &wrapper {
                 Some(w) => {
                     let mut c = std::process::Command::new(w);
@@ -207,6 +288,9 @@ pub fn run_children(
             }
             cmd.args(["--threads", &t.to_string(), "-q", "bench", "--child"])
                 .args(["--windows", &windows.to_string()]);
+            if let Some(u) = units {
+                cmd.env(FMA_UNITS, u.to_string());
+            }
             let out = cmd.output().map_err(|e| {
                 Error::Config(format!(
                     "cannot run {} for variant {variant}: {e}",
@@ -224,25 +308,37 @@ pub fn run_children(
                 return Err(failed());
             }
             rows.push(serde_json::from_slice(&out.stdout).map_err(|_| failed())?);
-            progress.advance(&format!("{variant}, {t} thread(s)"));
+            progress.advance(&match units {
+                Some(u) => format!("{variant}, {t} thread(s), {FMA_UNITS}={u}"),
+                None => format!("{variant}, {t} thread(s)"),
+            });
         }
     }
     progress.finish();
     Ok(rows)
 }
 
-/// The rows as a table.
+/// The rows as a table (`fma`: the [`FMA_UNITS`] a row ran with).
 pub fn table(rows: &[Row]) -> String {
     let mut s = format!(
-        "{:<10} {:<6} {:>7} {:>9} {:>10} {:>10} {:>9}  {}\n",
-        "variant", "arith", "threads", "load ms", "median ms", "p95 ms", "peak MiB", "kernels"
+        "{:<10} {:<6} {:>7} {:>4} {:>9} {:>10} {:>10} {:>9}  {}\n",
+        "variant",
+        "arith",
+        "threads",
+        "fma",
+        "load ms",
+        "median ms",
+        "p95 ms",
+        "peak MiB",
+        "kernels"
     );
     for r in rows {
         s += &format!(
-            "{:<10} {:<6} {:>7} {:>9.0} {:>10.1} {:>10.1} {:>9.0}  {}\n",
+            "{:<10} {:<6} {:>7} {:>4} {:>9.0} {:>10.1} {:>10.1} {:>9.0}  {}\n",
             r.variant,
             r.arithmetic,
             r.threads,
+            r.fma_units.map_or("-".to_string(), |u| u.to_string()),
             r.load_ms,
             r.median_ms,
             r.p95_ms,
@@ -251,4 +347,103 @@ pub fn table(rows: &[Row]) -> String {
         );
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::platform::Feature;
+
+    fn platform(arch: &'static str, features: &[&'static str]) -> Platform {
+        Platform {
+            arch,
+            board: None,
+            features: features
+                .iter()
+                .map(|&name| Feature {
+                    name,
+                    meaning: "",
+                    present: true,
+                })
+                .collect(),
+        }
+    }
+
+    fn row(variant: &str, threads: usize, fma_units: Option<u8>, median_ms: f64) -> Row {
+        Row {
+            variant: variant.into(),
+            arithmetic: "int8".into(),
+            threads,
+            load_ms: 1.0,
+            median_ms,
+            p95_ms: median_ms,
+            windows: 20,
+            peak_rss: 0,
+            kernels: vec![],
+            fma_units,
+        }
+    }
+
+    fn measured(rows: Vec<Row>) -> Measurements {
+        Measurements {
+            cpu: "test".into(),
+            key: "test".into(),
+            rows,
+        }
+    }
+
+    // These tests assume TRACT_AVX512_FMA_UNITS is not set where they run
+    // (genrepi's tests never set it); with it set, the hand-set value wins.
+    #[test]
+    fn int8_on_avx512_vnni_is_measured_with_both_tiles() {
+        if std::env::var_os(FMA_UNITS).is_some() {
+            return;
+        }
+        let zen4 = platform("x86_64", &["avx2", "avx512vnni"]);
+        assert_eq!(fma_units_to_measure("int8", &zen4), [Some(1), Some(2)]);
+        assert_eq!(fma_units_to_measure("fp32", &zen4), [None]);
+        let avx2 = platform("x86_64", &["avx2"]);
+        assert_eq!(fma_units_to_measure("int8", &avx2), [None]);
+        let pi5 = platform("aarch64", &["asimddp", "asimdhp"]);
+        assert_eq!(fma_units_to_measure("int8", &pi5), [None]);
+    }
+
+    #[test]
+    fn the_faster_tile_is_followed_per_thread_count() {
+        if std::env::var_os(FMA_UNITS).is_some() {
+            return;
+        }
+        let m = measured(vec![
+            row("int8", 1, Some(1), 66.7),
+            row("int8", 1, Some(2), 49.4),
+            row("int8", 2, Some(1), 30.0),
+            row("int8", 2, Some(2), 32.3),
+            row("fp32", 1, None, 128.3),
+        ]);
+        let (units, why) = tile_choice(Some(&m), "int8", 1).unwrap();
+        assert_eq!(units, 2);
+        assert!(
+            why.contains("49.4 ms") && why.contains("66.7 ms with 1"),
+            "{why}"
+        );
+        assert_eq!(tile_choice(Some(&m), "int8", 2).unwrap().0, 1);
+        // The variant's speed for --variant auto is its faster tile's.
+        assert_eq!(m.median_ms("int8", 1), Some(49.4));
+        assert_eq!(m.median_ms("int8", 2), Some(30.0));
+        // Nothing to choose: a float variant, a thread count not measured,
+        // one tile only, no measurements.
+        assert!(tile_choice(Some(&m), "fp32", 1).is_none());
+        assert!(tile_choice(Some(&m), "int8", 4).is_none());
+        let one = measured(vec![row("int8", 1, Some(1), 60.0)]);
+        assert!(tile_choice(Some(&one), "int8", 1).is_none());
+        assert!(tile_choice(None, "int8", 1).is_none());
+    }
+
+    #[test]
+    fn rows_cached_before_the_tile_column_still_read() {
+        let old = r#"{"variant":"int8","arithmetic":"int8","threads":1,"load_ms":1.0,
+            "median_ms":50.0,"p95_ms":55.0,"windows":20,"peak_rss":0,"kernels":[]}"#;
+        let r: Row = serde_json::from_str(old).unwrap();
+        assert_eq!(r.fma_units, None);
+    }
 }

@@ -470,6 +470,20 @@ fn bench(common: &Common, windows: usize, json: bool) -> anyhow::Result<()> {
             .map(|v| v.name.clone())
             .collect(),
     };
+    // An int8 variant on AVX-512 VNNI is measured with each of tract's int8
+    // kernel tiles (genrepi::bench::FMA_UNITS).
+    let variants: Vec<(String, Vec<Option<u8>>)> = variants
+        .into_iter()
+        .map(|name| {
+            let arithmetic = manifest
+                .variants
+                .iter()
+                .find(|v| v.name == name)
+                .map_or("-", |v| v.arithmetic.as_str());
+            let units = genrepi::bench::fma_units_to_measure(arithmetic, &platform);
+            (name, units)
+        })
+        .collect();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut threads = vec![1];
     if let Some(n) = common.threads.filter(|&n| n > 1) {

@@ -191,10 +191,14 @@ impl Model {
         let mut refused = Vec::new();
         for candidate in &candidates {
             let spec = &candidate.spec;
+            let mut reason = candidate.reason.clone();
+            if let Some(why) = Self::follow_tile_choice(measured.as_ref(), &spec.name, threads) {
+                reason += &format!("; int8 kernel tile {why}");
+            }
             let chosen = ChosenVariant {
                 name: spec.name.clone(),
                 arithmetic: spec.arithmetic,
-                reason: candidate.reason.clone(),
+                reason,
             };
             let model = Self::load_file(
                 manifest.clone(),
@@ -210,7 +214,7 @@ impl Model {
                         "variant {:?} ({}): {}",
                         spec.name,
                         spec.arithmetic.as_str(),
-                        candidate.reason
+                        model.variant().map_or("", |v| v.reason.as_str())
                     );
                     return Ok(Arc::new(model));
                 }
@@ -221,6 +225,38 @@ impl Model {
             }
         }
         Err(Error::Config(refused.join("; ")))
+    }
+
+    /// Sets tract's int8 kernel tile ([`crate::bench::FMA_UNITS`]) to what
+    /// `genrepi bench` measured fastest for `variant` at `threads` on this CPU,
+    /// and returns the reason to report; `None` when there is no such
+    /// measurement (tract's own probe decides) or it cannot apply. tract reads
+    /// the setting once per process, at the first plan it optimises, so the
+    /// first model loaded decides for the process's life: a later model (a
+    /// kiosk reload) that would want another tile gets it at the next start.
+    fn follow_tile_choice(
+        measured: Option<&crate::bench::Measurements>,
+        variant: &str,
+        threads: usize,
+    ) -> Option<String> {
+        static FIRST: std::sync::OnceLock<Option<u8>> = std::sync::OnceLock::new();
+        let wanted = crate::bench::tile_choice(measured, variant, threads);
+        let applied = *FIRST.get_or_init(|| {
+            let (units, _) = wanted.as_ref()?;
+            tract_linalg::knobs::TRACT_AVX512_FMA_UNITS.set(Some(units.to_string()));
+            Some(*units)
+        });
+        let (units, why) = wanted?;
+        if applied == Some(units) {
+            Some(why)
+        } else {
+            log::info!(
+                "{why}, but tract chose its int8 kernels for this process already: \
+             {}={units} applies from the next start",
+                crate::bench::FMA_UNITS
+            );
+            None
+        }
     }
 
     /// Loads one ONNX file of `manifest` (checked against `sha256`),
