@@ -196,33 +196,47 @@ def tradeoff_plot(rows, png: Path, title: str) -> bool:
     return True
 
 
-def bench_section(out: Path):
+def bench_section(out: Path, command: str = None, fp32_is: str = None):
     """tract against onnxruntime on the shipped files, from OUT/bench.json
     (`models/tools/bench_table.py --model OUT/bench.toml --json OUT/bench.json`,
-    run on the idle machine)."""
+    run on the idle machine; `command` names another run that wrote it, and
+    `fp32_is` what its fp32 row is)."""
     path = out / "bench.json"
     if not path.exists():
         return []
     rows = json.loads(path.read_text())
+    rounds = max((len(r.get("rounds", [])) for r in rows), default=0)
+    command = command or ("python3 models/tools/bench_table.py --model models/work/bench.toml "
+                          "--json models/work/bench.json")
+    fp32_is = fp32_is or "the FP16-on-disk file of the same weights, widened at load"
     L = ["## INT8 on tract's integer kernels: speed and memory",
-         "`python3 models/tools/bench_table.py --model models/work/bench.toml --json "
-         "models/work/bench.json` on the idle machine (" + machine_words() + "): `genrepi "
+         f"`{command}` on the idle machine (" + machine_words() + "): `genrepi "
          "bench` for tract, then onnxruntime on the same files, each row its own process, one "
-         "window of 1×128×130 at a time after a warm-up. The fp32 row is the FP16-on-disk file "
-         "of the same weights, widened at load.", "",
-         "| engine | variant | threads | load ms | median ms | p95 ms | peak RSS MiB | kernels |",
-         "|---|---|---|---|---|---|---|---|"]
+         "window of 1×128×130 at a time after a warm-up"
+         + (f", {rounds} rounds alternating the engines (median ms: the median of the rounds; "
+            "p95 and peak RSS: the largest)" if rounds > 1 else "")
+         + f". The fp32 row is {fp32_is}. `fma`: the TRACT_AVX512_FMA_UNITS an int8 row ran "
+         "with (1: tract's 8×8 int8 kernel, 2: its 16×16); `--variant auto` runs the faster.",
+         "",
+         "| engine | variant | threads | fma | load ms | median ms | p95 ms | peak RSS MiB | kernels |",
+         "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        L.append(f"| {r['engine']} | {r['variant']} | {r['threads']} | {r['load_ms']:.0f} | "
-                 f"{r['median_ms']:.1f} | {r['p95_ms']:.1f} | {r['peak_rss'] / 2**20:.0f} | "
-                 f"{' '.join(r.get('kernels', [])) or ''} |")
-    med = {(r["engine"], r["arithmetic"], r["threads"]): r["median_ms"] for r in rows}
+        L.append(f"| {r['engine']} | {r['variant']} | {r['threads']} | {r.get('fma_units') or '-'} | "
+                 f"{r['load_ms']:.0f} | {r['median_ms']:.1f} | {r['p95_ms']:.1f} | "
+                 f"{r['peak_rss'] / 2**20:.0f} | {' '.join(r.get('kernels', [])) or ''} |")
     L.append("")
     for t in sorted({r["threads"] for r in rows}):
-        i8, f32 = med.get(("tract", "int8", t)), med.get(("tract", "fp32", t))
-        o8, o32 = med.get(("onnxruntime", "int8", t)), med.get(("onnxruntime", "fp32", t))
+        best = lambda engine, arith: min((r["median_ms"] for r in rows if r["engine"] == engine
+                                          and r["arithmetic"] == arith and r["threads"] == t),
+                                         default=None)
+        i8, f32 = best("tract", "int8"), best("tract", "fp32")
+        o8, o32 = best("onnxruntime", "int8"), best("onnxruntime", "fp32")
         if i8 and f32:
+            tiles = [f"{r['median_ms'] / f32:.2f} with fma {r['fma_units']}" for r in rows
+                     if r["engine"] == "tract" and r["arithmetic"] == "int8"
+                     and r["threads"] == t and r.get("fma_units")]
             L.append(f"- {t} thread(s): tract INT8 / tract FP32 = **{i8 / f32:.2f}**"
+                     + (f" ({', '.join(tiles)})" if len(tiles) > 1 else "")
                      + (f"; tract INT8 / onnxruntime on the same INT8 file = {i8 / o8:.2f}"
                         if o8 else "")
                      + (f"; tract INT8 / onnxruntime FP32 = {i8 / o32:.2f}" if o32 else ""))
