@@ -155,7 +155,8 @@ def main():
     name = f"{arch}-gtzan-{len(meta['clips'])}"
     fp32 = args.out / f"{name}.onnx"
     export(net, fp32, "1x128x130")
-    best = int(np.argmax([h["val_window_acc"] for h in history])) + 1
+    best = (len(history) if recipe.get("fit_val")
+            else int(np.argmax([h["val_window_acc"] for h in history])) + 1)
     provenance = {
         "trained": "models/pipeline.py" + (" --quick" if args.quick else ""),
         "data": f"GTZAN-layout folders {', '.join(d.name for d in args.data)}: "
@@ -166,7 +167,9 @@ def main():
         "short_input": f"{STATE.short_input} (recipe {args.recipe})",
         "held_out": data.names(test),
         "arch": f"torchvision {arch}, 1-channel conv1, from scratch",
-        "epochs": f"{len(history)} run, weights of epoch {best} (best validation)",
+        "epochs": f"{len(history)} run, weights of epoch {best} "
+                  + ("(the last; validation clips trained on)" if recipe.get("fit_val")
+                     else "(best validation)"),
         "recipe": f"{args.recipe}: AdamW lr {args.lr} one-cycle, batch {args.batch}, "
                   + (f"random crops every {recipe['crop_hop']} s, " if recipe["crop_hop"] else "")
                   + f"time shift, gain, SpecAugment masks, mixup, {recipe['precision']} arithmetic",
