@@ -352,21 +352,9 @@ pub fn table(rows: &[Row]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::platform::Feature;
 
     fn platform(arch: &'static str, features: &[&'static str]) -> Platform {
-        Platform {
-            arch,
-            board: None,
-            features: features
-                .iter()
-                .map(|&name| Feature {
-                    name,
-                    meaning: "",
-                    present: true,
-                })
-                .collect(),
-        }
+        Platform::with_features(arch, features)
     }
 
     fn row(variant: &str, threads: usize, fma_units: Option<u8>, median_ms: f64) -> Row {

@@ -29,6 +29,23 @@ pub struct Platform {
 }
 
 impl Platform {
+    /// A made-up machine for tests: `arch` with `features` present.
+    #[cfg(test)]
+    pub(crate) fn with_features(arch: &'static str, features: &[&'static str]) -> Self {
+        Platform {
+            arch,
+            board: None,
+            features: features
+                .iter()
+                .map(|&name| Feature {
+                    name,
+                    meaning: "",
+                    present: true,
+                })
+                .collect(),
+        }
+    }
+
     /// Detects the running machine.
     pub fn detect() -> Self {
         let board = std::fs::read_to_string("/proc/device-tree/model")

@@ -247,21 +247,9 @@ pub fn rank(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::platform::Feature;
 
     fn platform(arch: &'static str, features: &[&'static str]) -> Platform {
-        Platform {
-            arch,
-            board: None,
-            features: features
-                .iter()
-                .map(|&name| Feature {
-                    name,
-                    meaning: "",
-                    present: true,
-                })
-                .collect(),
-        }
+        Platform::with_features(arch, features)
     }
 
     fn spec(name: &str, arithmetic: Arithmetic) -> VariantSpec {
