@@ -65,14 +65,22 @@ pub struct Row {
 /// ([`tile_choice`]); setting the variable by hand always wins.
 pub const FMA_UNITS: &str = "TRACT_AVX512_FMA_UNITS";
 
+/// [`FMA_UNITS`] as this process's environment sets it (tract reads the
+/// same variable), when it is a number.
+fn fma_units_set() -> Option<u8> {
+    std::env::var(FMA_UNITS).ok()?.trim().parse().ok()
+}
+
 /// The values of [`FMA_UNITS`] worth measuring for a variant of
 /// `arithmetic` on `platform`: both for int8 on AVX-512 VNNI (unless the
 /// variable is set, then only its value), none otherwise.
 pub fn fma_units_to_measure(arithmetic: &str, platform: &Platform) -> Vec<Option<u8>> {
-    let set = std::env::var(FMA_UNITS)
-        .ok()
-        .and_then(|v| v.trim().parse::<u8>().ok());
-    match (arithmetic, platform.arch, platform.has("avx512vnni"), set) {
+    match (
+        arithmetic,
+        platform.arch,
+        platform.has("avx512vnni"),
+        fma_units_set(),
+    ) {
         ("int8", "x86_64", true, None) => vec![Some(1), Some(2)],
         ("int8", "x86_64", true, Some(u)) => vec![Some(u)],
         _ => vec![None],
@@ -133,7 +141,7 @@ pub fn tile_choice(
     let others: Vec<String> = rows
         .iter()
         .filter(|r| r.fma_units != Some(units))
-        .map(|r| format!("{:.1} ms with {}", r.median_ms, r.fma_units.unwrap_or(0)))
+        .filter_map(|r| Some(format!("{:.1} ms with {}", r.median_ms, r.fma_units?)))
         .collect();
     Some((
         units,
@@ -247,9 +255,7 @@ pub fn measure(model: &Arc<Model>, windows: usize) -> Result<Row> {
         windows,
         peak_rss: crate::platform::resident_memory().map_or(0, |(_, peak)| peak),
         kernels: model.kernels().into_iter().collect(),
-        fma_units: std::env::var(FMA_UNITS)
-            .ok()
-            .and_then(|v| v.trim().parse().ok()),
+        fma_units: fma_units_set(),
     })
 }
 
