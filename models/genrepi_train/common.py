@@ -91,3 +91,28 @@ def write_atomic(path: Path, data):
     tmp = path.with_name(f".{path.name}.tmp")
     (tmp.write_bytes if isinstance(data, bytes) else tmp.write_text)(data)
     os.replace(tmp, path)
+
+
+def bench_ratios(rows):
+    """The ratios the INT8 work is judged by, per thread count, from
+    `genrepi bench`/onnxruntime rows (bench_table.py, the report): tract INT8
+    over tract FP32 with the faster int8 tile, the same per tile where more
+    than one was measured, and tract INT8 over onnxruntime INT8 and FP32
+    (None where a row is missing)."""
+    out = []
+    for t in sorted({r["threads"] for r in rows}):
+        best = lambda engine, arith: min((r["median_ms"] for r in rows if r["engine"] == engine
+                                          and r["arithmetic"] == arith and r["threads"] == t),
+                                         default=None)
+        i8, f32 = best("tract", "int8"), best("tract", "fp32")
+        if not (i8 and f32):
+            continue
+        o8, o32 = best("onnxruntime", "int8"), best("onnxruntime", "fp32")
+        tiles = [(r["fma_units"], r["median_ms"] / f32) for r in rows
+                 if r["engine"] == "tract" and r["arithmetic"] == "int8" and r["threads"] == t
+                 and r.get("fma_units")]
+        out.append(SimpleNamespace(threads=t, int8_fp32=i8 / f32,
+                                   tiles=tiles if len(tiles) > 1 else [],
+                                   int8_ort8=i8 / o8 if o8 else None,
+                                   int8_ort32=i8 / o32 if o32 else None))
+    return out

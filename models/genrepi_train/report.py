@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .common import ROOT, STATE, log, machine_words, write_atomic, write_manifest
+from .common import ROOT, STATE, bench_ratios, log, machine_words, write_atomic, write_manifest
 from .evaluate import cv_metrics, cv_section
 from .variants import (
     DYN, FP16, FP16W, FP32, PRUNED, QOP, SEED_IN, STATIC, STATIC7, STATIC_MIXED, STATIC_QAT,
@@ -225,21 +225,13 @@ def bench_section(out: Path, command: str = None, fp32_is: str = None):
                  f"{r['load_ms']:.0f} | {r['median_ms']:.1f} | {r['p95_ms']:.1f} | "
                  f"{r['peak_rss'] / 2**20:.0f} | {' '.join(r.get('kernels', [])) or ''} |")
     L.append("")
-    for t in sorted({r["threads"] for r in rows}):
-        best = lambda engine, arith: min((r["median_ms"] for r in rows if r["engine"] == engine
-                                          and r["arithmetic"] == arith and r["threads"] == t),
-                                         default=None)
-        i8, f32 = best("tract", "int8"), best("tract", "fp32")
-        o8, o32 = best("onnxruntime", "int8"), best("onnxruntime", "fp32")
-        if i8 and f32:
-            tiles = [f"{r['median_ms'] / f32:.2f} with fma {r['fma_units']}" for r in rows
-                     if r["engine"] == "tract" and r["arithmetic"] == "int8"
-                     and r["threads"] == t and r.get("fma_units")]
-            L.append(f"- {t} thread(s): tract INT8 / tract FP32 = **{i8 / f32:.2f}**"
-                     + (f" ({', '.join(tiles)})" if len(tiles) > 1 else "")
-                     + (f"; tract INT8 / onnxruntime on the same INT8 file = {i8 / o8:.2f}"
-                        if o8 else "")
-                     + (f"; tract INT8 / onnxruntime FP32 = {i8 / o32:.2f}" if o32 else ""))
+    for q in bench_ratios(rows):
+        tiles = ", ".join(f"{v:.2f} with fma {fma}" for fma, v in q.tiles)
+        L.append(f"- {q.threads} thread(s): tract INT8 / tract FP32 = **{q.int8_fp32:.2f}**"
+                 + (f" ({tiles})" if tiles else "")
+                 + (f"; tract INT8 / onnxruntime on the same INT8 file = {q.int8_ort8:.2f}"
+                    if q.int8_ort8 else "")
+                 + (f"; tract INT8 / onnxruntime FP32 = {q.int8_ort32:.2f}" if q.int8_ort32 else ""))
     return L + [""]
 
 

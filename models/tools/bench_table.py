@@ -34,6 +34,8 @@ import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "models"))
+from genrepi_train.common import bench_ratios  # noqa: E402
 
 CHILD = r"""
 import json, resource, sys, time
@@ -113,20 +115,12 @@ def main():
               f"{r['peak_rss'] / 2**20:>9.0f}  {' '.join(r['kernels'])}")
     if args.rounds > 1:
         print(f"(median ms: the median of {args.rounds} rounds; p95 and peak RSS: the largest)")
-    for t in sorted({r["threads"] for r in rows}):
-        best = lambda engine, arith: min((r["median_ms"] for r in rows if r["engine"] == engine
-                                          and r["arithmetic"] == arith and r["threads"] == t),
-                                         default=None)
-        i8, f32 = best("tract", "int8"), best("tract", "fp32")
-        ort8, ort32 = best("onnxruntime", "int8"), best("onnxruntime", "fp32")
-        if i8 and f32:
-            tiles = [f"{r['median_ms'] / f32:.2f} with fma {r['fma_units']}" for r in rows
-                     if r["engine"] == "tract" and r["arithmetic"] == "int8"
-                     and r["threads"] == t and r.get("fma_units")]
-            print(f"{t} thread(s): tract INT8 / tract FP32 = {i8 / f32:.2f}"
-                  + (f" ({', '.join(tiles)})" if len(tiles) > 1 else "")
-                  + (f"; tract INT8 / onnxruntime INT8 = {i8 / ort8:.2f}" if ort8 else "")
-                  + (f"; tract INT8 / onnxruntime FP32 = {i8 / ort32:.2f}" if ort32 else ""))
+    for q in bench_ratios(rows):
+        tiles = ", ".join(f"{v:.2f} with fma {fma}" for fma, v in q.tiles)
+        print(f"{q.threads} thread(s): tract INT8 / tract FP32 = {q.int8_fp32:.2f}"
+              + (f" ({tiles})" if tiles else "")
+              + (f"; tract INT8 / onnxruntime INT8 = {q.int8_ort8:.2f}" if q.int8_ort8 else "")
+              + (f"; tract INT8 / onnxruntime FP32 = {q.int8_ort32:.2f}" if q.int8_ort32 else ""))
     print(f"({os.cpu_count()} cores; {args.windows} windows per row; model {args.model})")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
