@@ -20,6 +20,15 @@ from .variants import (
     variants)
 
 
+def recipe_of(name, base, args):
+    """RECIPES[name] over the command line's settings. A recipe may set its
+    own epoch count (loop20-fitval); --epochs and --quick still win."""
+    recipe = dict(base, name=name, **RECIPES[name])
+    if args.epochs or args.quick:
+        recipe["epochs"] = base["epochs"]
+    return recipe
+
+
 def cv_only(args, data_dirs, base, started):
     """Every recipe of --recipes on the same k folds by track: each fold
     trained (cached in OUT/checkpoints) and evaluated on its held-out tracks
@@ -41,7 +50,7 @@ def cv_only(args, data_dirs, base, started):
         log(f"wrote {cv_md}")
 
     for name in recipes:
-        recipe = dict(base, name=name, **RECIPES[name])
+        recipe = recipe_of(name, base, args)
         x, y, clip, meta = features(data_dirs, args.out, recipe["short_input"])
         data = Data(x, y, clip, meta)
         fold_of = stratified_folds(data.clip_labels, args.folds, args.seed, data.tracks)
@@ -80,7 +89,8 @@ def main():
     ap.add_argument("--quick", action="store_true",
                     help="smoke test in minutes: 4 clips per genre, ResNet-18, 2 epochs")
     ap.add_argument("--arch", default=None, help="torchvision ResNet (default resnet152)")
-    ap.add_argument("--epochs", type=int, default=None, help="at most (default 14)")
+    ap.add_argument("--epochs", type=int, default=None,
+                    help="at most (default: the recipe's own, else 14)")
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--patience", type=int, default=4, help="early stopping")
@@ -138,7 +148,7 @@ def main():
                 "bf16" if cpu_has_bf16() or device_of() == "cuda" else "fp32")}
     if args.cv_only:
         return cv_only(args, data_dirs, base, started)
-    recipe = dict(base, name=args.recipe, **RECIPES[args.recipe])
+    recipe = recipe_of(args.recipe, base, args)
     STATE.short_input = recipe["short_input"]
     if args.report_only:
         return report_only(args, data_dirs, report_path)

@@ -261,7 +261,11 @@ def write_report(path: Path, args, data, split, results, shipped):
     cmd = " ".join(["python3 models/pipeline.py"] + (["--quick"] if args.quick else []) + given
                    + (["--ship"] if args.ship else []))
     h = results["history"]
-    best = int(np.argmax([e["val_window_acc"] for e in h])) + 1
+    fit_val = bool(results["recipe"].get("fit_val"))
+    # A fit_val recipe trains on its validation clips too and keeps its last
+    # epoch; --report-only's split lists them apart.
+    trained = len(set(data.names(fit)) | set(data.names(val))) if fit_val else len(fit)
+    best = len(h) if fit_val else int(np.argmax([e["val_window_acc"] for e in h])) + 1
     L = [
         "# genrepi model report",
         "",
@@ -279,13 +283,16 @@ def write_report(path: Path, args, data, split, results, shipped):
         "to full-GTZAN figures** such as the seed's; run the same command on the full set for those.",
         f"- Split by track, stratified by genre, seed {args.seed}, into {args.folds} folds. The "
         f"shipped model holds out fold 0 (**{len(test)} clips**, never seen in training); of the "
-        f"rest, {len(fit)} clips train and {len(val)} validate (early stopping).",
+        + (f"rest, all {trained} clips train; {len(val)} of them also serve as validation "
+           "clips (logged only: the last epoch's weights are kept)." if fit_val else
+           f"rest, {len(fit)} clips train and {len(val)} validate (early stopping)."),
         "- Clip accuracy: argmax of the mean of a clip's window probabilities. Window accuracy: "
         "each 3-s window on its own.",
         f"- Training: {results['recipe']['arch']} from scratch (no pretrained weights), 1×128×130 "
         f"input, AdamW lr {args.lr} one-cycle, batch {args.batch}, time shift, gain, SpecAugment "
         f"masks and mixup; {len(h)} epochs run (at most {results['recipe']['epochs']}, patience "
-        f"{results['recipe'].get('patience', args.patience)}), weights of epoch {best} kept.",
+        f"{results['recipe'].get('patience', args.patience)}), weights of epoch {best} kept"
+        + (" (the last)." if fit_val else " (best validation)."),
         "",
         "## Variants of the shipped model (held-out fold 0)",
         "Latency: median per window, one thread, one window at a time, on this machine ("
@@ -363,7 +370,9 @@ def write_report(path: Path, args, data, split, results, shipped):
                   "in the format tract runs on integer kernels (QOperator: per-tensor int8 "
                   "activations and weights, residual additions in int8, the final Gemm in "
                   "float), keeps the epoch whose simulated INT8 agrees best with FP32 on the "
-                  f"validation clips, and quantizes the result in that format: {pct(qat.get('tract_window_acc'))} window, "
+                  "validation clips" + (" (which this recipe also trained on: agreement with "
+                                        "FP32 needs no unseen clips)" if fit_val else "")
+                  + f", and quantizes the result in that format: {pct(qat.get('tract_window_acc'))} window, "
                   f"{pct(qat.get('tract_clip_acc'))} clip accuracy in tract, "
                   + ("**within 2 points of FP32** with every layer in INT8."
                      if within[STATIC_QAT] else "still **not within 2 points** of FP32.")]
