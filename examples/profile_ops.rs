@@ -70,12 +70,14 @@ fn main() -> anyhow::Result<()> {
             }
         }
     }
-    let profile = AssertSend(move || profile(&plan, input, runs));
+    let job = Job {
+        plan: &plan,
+        input,
+        runs,
+    };
     let (by_op, total) = match executor {
-        Some(multithread::Executor::MultiThread(pool)) => {
-            pool.install(move || AssertSend(profile.run())).0?
-        }
-        _ => profile.run()?,
+        Some(multithread::Executor::MultiThread(pool)) => pool.install(move || job.run())?,
+        _ => job.run()?,
     };
     let mut rows: Vec<_> = by_op.into_iter().collect();
     rows.sort_by_key(|r| std::cmp::Reverse(r.1.0));
@@ -129,17 +131,21 @@ fn profile(
     Ok((by_op, total))
 }
 
-/// The profiling run handed to the executor's pool and its result handed
-/// back: tract's plan state holds `Rc`s, but `ThreadPool::install` blocks
-/// this thread until the job is done, so no `Rc` is used by two threads at
-/// once (the same hand-over as `Classifier::classify`).
-struct AssertSend<T>(T);
+/// The profiling run handed to the executor's pool: tract's plan holds
+/// `Rc`s, so it is not `Send`, but `ThreadPool::install` blocks this thread
+/// until the job is done, so no `Rc` is used by two threads at once (the
+/// same hand-over as `Classifier::classify`). Its result is `Send` as it is.
+struct Job<'a> {
+    plan: &'a Arc<TypedRunnableModel>,
+    input: Tensor,
+    runs: usize,
+}
 
 // SAFETY: see the type's documentation.
-unsafe impl<T> Send for AssertSend<T> {}
+unsafe impl Send for Job<'_> {}
 
-impl<F: FnOnce() -> anyhow::Result<(ByOp, Duration)>> AssertSend<F> {
+impl Job<'_> {
     fn run(self) -> anyhow::Result<(ByOp, Duration)> {
-        (self.0)()
+        profile(self.plan, self.input, self.runs)
     }
 }
