@@ -4,10 +4,7 @@ use ndarray::*;
 use tract_linalg::block_quant::{
     BlockQuantStorage, PackedBlockQuantFact, PackedBlockQuantFormat, block_quant_slice,
 };
-use tract_linalg::mmm::{
-    EagerPackedInput, MMMInputFormat, MMMInputValue, PackedExoticFact, PackedMatrixStorage,
-};
-use tract_linalg::pack::PackedI8K4;
+use tract_linalg::mmm::{MMMInputFormat, MMMInputValue, PackedMatrixStorage};
 
 use super::ModePicker;
 
@@ -76,41 +73,6 @@ impl TypedOp for OptMatMulPack {
     as_op!();
 }
 
-/// Whether `t` holds one-byte elements laid out as a contiguous row-major
-/// `[k][mn]` matrix (every other axis of length 1): the layout a 1x1
-/// convolution's activations have.
-fn k_major_bytes(t: &TensorView, k_axis: usize, mn_axis: usize) -> bool {
-    let (shape, strides) = (t.shape(), t.strides());
-    t.datum_type().size_of() == 1
-        && k_axis != mn_axis
-        && shape.iter().enumerate().all(|(i, &d)| i == k_axis || i == mn_axis || d == 1)
-        && (shape[mn_axis] <= 1 || strides[mn_axis] == 1)
-        && (shape[k_axis] <= 1 || strides[k_axis] == shape[mn_axis] as isize)
-}
-
-/// `p4.pack_view(t, ..)` for a view that [`k_major_bytes`] accepts: the same
-/// bytes (padding lanes zero), written by the im2col's `repack_k4`.
-fn pack_i8k4_k_major(
-    p4: &PackedI8K4,
-    t: &TensorView,
-    k_axis: usize,
-    mn_axis: usize,
-) -> Box<dyn MMMInputValue> {
-    let (k, mn) = (t.shape()[k_axis], t.shape()[mn_axis]);
-    let panel_len = p4.single_panel_len(k);
-    let mut blob = unsafe { Blob::new_for_size_and_align(p4.len(k, mn), p4.alignment()) };
-    unsafe {
-        let rows = std::slice::from_raw_parts(t.as_ptr_unchecked::<u8>(), k * mn);
-        crate::ops::cnn::conv::repack_k4::<u8>(rows, k, mn, p4.r, panel_len, blob.as_mut_ptr());
-    }
-    Box::new(EagerPackedInput {
-        fact: PackedExoticFact { format: Box::new(p4.clone()), mn: mn.to_dim(), k },
-        packed: blob.into(),
-        panel_bytes: panel_len,
-        mn,
-    })
-}
-
 impl OptMatMulPack {
     fn do_eval(&self, _ctx: &EvalContext, input: TValue) -> TractResult<TVec<TValue>> {
         let mode = self.mode_picker.pick(input.shape()[self.mn_axis])?;
@@ -150,17 +112,7 @@ impl OptMatMulPack {
         }
         unsafe {
             let stores = if output_shape.iter().all(|d| *d == 1) {
-                // genrepi patch (see vendor/README.md): a contiguous [k][mn]
-                // byte matrix is packed by the im2col's word interleaver,
-                // shared among the pool's threads, instead of pack_view's
-                // byte-by-byte loop on one thread.
-                let view = input.view();
-                let packed = match packer.downcast_ref::<PackedI8K4>() {
-                    Some(p4) if k_major_bytes(&view, self.k_axis, self.mn_axis) => {
-                        pack_i8k4_k_major(p4, &view, self.k_axis, self.mn_axis)
-                    }
-                    _ => packer.prepare_one_view(&view, self.k_axis, self.mn_axis)?,
-                };
+                let packed = packer.prepare_one_view(&input.view(), self.k_axis, self.mn_axis)?;
                 PackedMatrixStorage::new_batched(&output_shape, tvec![packed])
                     .into_tensor(input.datum_type())
             } else {

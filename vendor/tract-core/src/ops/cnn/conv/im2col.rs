@@ -417,7 +417,7 @@ unsafe fn copy_short<T: Copy>(src: *const T, dst: *mut T, len: usize) {
 /// rows (vectorised), others element by element.
 ///
 /// Safety: `out` holds `n.divceil(r) * panel_len` elements.
-pub(crate) unsafe fn repack_k4<T: Copy + num_traits::Zero + Send + Sync>(
+unsafe fn repack_k4<T: Copy + num_traits::Zero + Send + Sync>(
     rows: &[T],
     k: usize,
     n: usize,

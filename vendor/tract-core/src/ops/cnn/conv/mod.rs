@@ -16,7 +16,6 @@ pub use self::blocked::BlockedConv;
 pub use self::conv::Conv;
 pub use self::direct_spatial::DirectSpatialConv;
 pub use self::im2col::Im2Col;
-pub(crate) use self::im2col::repack_k4;
 pub(crate) use self::q_sum_b::QSumB;
 
 #[derive(Debug, Copy, Clone, PartialEq, Eq, Hash, Default)]
