@@ -93,13 +93,14 @@ def write_atomic(path: Path, data):
     os.replace(tmp, path)
 
 
-def bench_ratios(rows):
-    """The ratios the INT8 work is judged by, per thread count, from
-    `genrepi bench`/onnxruntime rows (bench_table.py, the report): tract INT8
-    over tract FP32 with the faster int8 tile, the same per tile where more
-    than one was measured, and tract INT8 over onnxruntime INT8 and FP32
-    (None where a row is missing)."""
-    out = []
+def bench_ratio_lines(rows, markdown=False):
+    """The ratios the INT8 work is judged by, a line per thread count, from
+    `genrepi bench`/onnxruntime rows (bench_table.py prints them, the report
+    lists them with `markdown`): tract INT8 over tract FP32 with the faster
+    int8 tile (and per tile where more than one was measured), then tract
+    INT8 over onnxruntime INT8 on the same file and over onnxruntime FP32,
+    where those rows exist."""
+    lines = []
     for t in sorted({r["threads"] for r in rows}):
         best = lambda engine, arith: min((r["median_ms"] for r in rows if r["engine"] == engine
                                           and r["arithmetic"] == arith and r["threads"] == t),
@@ -108,11 +109,14 @@ def bench_ratios(rows):
         if not (i8 and f32):
             continue
         o8, o32 = best("onnxruntime", "int8"), best("onnxruntime", "fp32")
-        tiles = [(r["fma_units"], r["median_ms"] / f32) for r in rows
+        tiles = [f"{r['median_ms'] / f32:.2f} with fma {r['fma_units']}" for r in rows
                  if r["engine"] == "tract" and r["arithmetic"] == "int8" and r["threads"] == t
                  and r.get("fma_units")]
-        out.append(SimpleNamespace(threads=t, int8_fp32=i8 / f32,
-                                   tiles=tiles if len(tiles) > 1 else [],
-                                   int8_ort8=i8 / o8 if o8 else None,
-                                   int8_ort32=i8 / o32 if o32 else None))
-    return out
+        ratio = f"**{i8 / f32:.2f}**" if markdown else f"{i8 / f32:.2f}"
+        lines.append(("- " if markdown else "")
+                     + f"{t} thread(s): tract INT8 / tract FP32 = {ratio}"
+                     + (f" ({', '.join(tiles)})" if len(tiles) > 1 else "")
+                     + (f"; tract INT8 / onnxruntime on the same INT8 file = {i8 / o8:.2f}"
+                        if o8 else "")
+                     + (f"; tract INT8 / onnxruntime FP32 = {i8 / o32:.2f}" if o32 else ""))
+    return lines

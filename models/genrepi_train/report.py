@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .common import ROOT, STATE, bench_ratios, log, machine_words, write_atomic, write_manifest
+from .common import ROOT, STATE, bench_ratio_lines, log, machine_words, write_atomic, write_manifest
 from .evaluate import cv_metrics, cv_section
 from .variants import (
     DYN, FP16, FP16W, FP32, PRUNED, QOP, SEED_IN, STATIC, STATIC7, STATIC_MIXED, STATIC_QAT,
@@ -225,13 +225,7 @@ def bench_section(out: Path, command: str = None, fp32_is: str = None):
                  f"{r['load_ms']:.0f} | {r['median_ms']:.1f} | {r['p95_ms']:.1f} | "
                  f"{r['peak_rss'] / 2**20:.0f} | {' '.join(r.get('kernels', [])) or ''} |")
     L.append("")
-    for q in bench_ratios(rows):
-        tiles = ", ".join(f"{v:.2f} with fma {fma}" for fma, v in q.tiles)
-        L.append(f"- {q.threads} thread(s): tract INT8 / tract FP32 = **{q.int8_fp32:.2f}**"
-                 + (f" ({tiles})" if tiles else "")
-                 + (f"; tract INT8 / onnxruntime on the same INT8 file = {q.int8_ort8:.2f}"
-                    if q.int8_ort8 else "")
-                 + (f"; tract INT8 / onnxruntime FP32 = {q.int8_ort32:.2f}" if q.int8_ort32 else ""))
+    L += bench_ratio_lines(rows, markdown=True)
     return L + [""]
 
 

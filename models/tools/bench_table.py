@@ -35,7 +35,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "models"))
-from genrepi_train.common import bench_ratios  # noqa: E402
+from genrepi_train.common import bench_ratio_lines  # noqa: E402
 
 CHILD = r"""
 import json, resource, sys, time
@@ -115,12 +115,8 @@ def main():
               f"{r['peak_rss'] / 2**20:>9.0f}  {' '.join(r['kernels'])}")
     if args.rounds > 1:
         print(f"(median ms: the median of {args.rounds} rounds; p95 and peak RSS: the largest)")
-    for q in bench_ratios(rows):
-        tiles = ", ".join(f"{v:.2f} with fma {fma}" for fma, v in q.tiles)
-        print(f"{q.threads} thread(s): tract INT8 / tract FP32 = {q.int8_fp32:.2f}"
-              + (f" ({tiles})" if tiles else "")
-              + (f"; tract INT8 / onnxruntime INT8 = {q.int8_ort8:.2f}" if q.int8_ort8 else "")
-              + (f"; tract INT8 / onnxruntime FP32 = {q.int8_ort32:.2f}" if q.int8_ort32 else ""))
+    for line in bench_ratio_lines(rows):
+        print(line)
     print(f"({os.cpu_count()} cores; {args.windows} windows per row; model {args.model})")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
