@@ -14,7 +14,8 @@ from .evaluate import (
     cross_validate, cv_table, evaluate, fold_result, tract_max_diff, zero_fraction)
 from .qat import DEFAULT_FORMAT, quantize
 from .report import bench_manifest, ship, write_report
-from .train import Crops, RECIPES, cpu_has_bf16, device_of, fit_fold, prune_and_finetune
+from .train import (Crops, RECIPES, cpu_has_bf16, device_of, fit_fold, prune_and_finetune,
+                    second_stage_words)
 from .variants import (
     DYN, FP16, FP16W, FP32, NATIVE_SAME, PRUNED, SEED_IN, STATIC_QAT, export, qat_finetune,
     variants)
@@ -22,8 +23,17 @@ from .variants import (
 
 def recipe_of(name, base, args):
     """RECIPES[name] over the command line's settings. A recipe may set its
-    own epoch count (loop20-fitval); --epochs and --quick still win."""
-    recipe = dict(base, name=name, **RECIPES[name])
+    own epoch count (loop20-fitval); --epochs and --quick still win, for
+    both stages of a two-stage recipe (`from`, `then`: loop20-fitval+10),
+    which otherwise inherits every setting of its first stage."""
+    spec = RECIPES[name]
+    if "from" in spec:
+        first = recipe_of(spec["from"], base, args)
+        then = dict(spec["then"])
+        if args.epochs or args.quick:
+            then["epochs"] = base["epochs"]
+        return dict(first, name=name, first=first, then=then)
+    recipe = dict(base, name=name, **spec)
     if args.epochs or args.quick:
         recipe["epochs"] = base["epochs"]
     return recipe
@@ -181,6 +191,7 @@ def main():
                   + ("(the last; validation clips trained on)" if recipe.get("fit_val")
                      else "(best validation)"),
         "recipe": f"{args.recipe}: AdamW lr {args.lr} one-cycle, batch {args.batch}, "
+                  + second_stage_words(recipe)
                   + (f"random crops every {recipe['crop_hop']} s, " if recipe["crop_hop"] else "")
                   + f"time shift, gain, SpecAugment masks, mixup, {recipe['precision']} arithmetic",
         "torch": torch.__version__,
@@ -223,7 +234,8 @@ def main():
     # The seed's resized input against the native one, at the same small budget.
     compare = {}
     for input, vname in [("3x299x299", SEED_IN), ("1x128x130", NATIVE_SAME)]:
-        r = dict(recipe, input=input, epochs=compare_epochs, patience=compare_epochs)
+        r = {k: v for k, v in recipe.items() if k not in ("first", "then")}  # from scratch
+        r.update(input=input, epochs=compare_epochs, patience=compare_epochs)
         cnet, chist, _, _ = fit_fold(data, fold_of, 0, r, args.out, crops)
         path = sibling(fp32, f"{input}-{compare_epochs}ep")
         export(cnet, path, input)
@@ -247,7 +259,8 @@ def main():
     def publish(folds):
         """Results, shipped manifest and report so far: rewritten after each
         cross-validation fold, so an interrupted run still leaves them."""
-        results.update(folds=folds, minutes=(time.time() - started) / 60)
+        results.update(folds=folds, minutes=(time.time() - started) / 60,
+                       cached_training_minutes=STATE.cached_minutes)
         (args.out / "results.json").write_text(json.dumps(results, indent=1))
         shipped = (ship(rows, provenance, folds, args.folds, name, labels, args.out)
                    if args.ship else None)

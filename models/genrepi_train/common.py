@@ -14,8 +14,10 @@ from .manifest import manifest_text
 # How a recording shorter than one window becomes a window (the manifest's
 # [features] short_input) in this run: set from the recipe by the command
 # line; genrepi's features, replay, eval and listen all follow the shipped
-# manifest, so training sees what they do.
-STATE = SimpleNamespace(short_input="pad")
+# manifest, so training sees what they do. `cached_minutes`: the training
+# time of the networks this run loaded from its cache instead of training
+# (their epochs' seconds), for the report's from-scratch wall time.
+STATE = SimpleNamespace(short_input="pad", cached_minutes=0.0)
 
 ROOT = Path(__file__).resolve().parents[2]
 

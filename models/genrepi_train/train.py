@@ -9,7 +9,7 @@ import numpy as np
 import torch
 import torchvision
 
-from .common import log
+from .common import STATE, log
 from .data import Data, features, fold_split
 
 
@@ -171,6 +171,7 @@ def cached_net(cache: Path, key: dict, classes: int, fit):
         saved = torch.load(path)
         net.load_state_dict(saved["state"])
         log(f"loaded {path.name} (trained earlier with the same data and settings)")
+        STATE.cached_minutes += sum(h.get("seconds", 0) for h in saved["history"]) / 60
         return net, saved["history"]
     history = fit(net)
     cache.mkdir(parents=True, exist_ok=True)
@@ -202,6 +203,10 @@ RECIPES = {
     # falling and it classified only 50-70% of its own training windows.
     "loop20-fitval": {"train_on": "all", "short_input": "loop", "crop_hop": 0.5,
                       "repeat_short": 1, "epochs": 20, "patience": 20, "fit_val": True},
+    # loop20-fitval's weights trained 10 epochs more (a warm restart: a
+    # second one-cycle, to half the first's peak rate, on fresh crops); its
+    # 20 epochs are loop20-fitval's own, cached, so a fold costs 10 epochs.
+    "loop20-fitval+10": {"from": "loop20-fitval", "then": {"epochs": 10, "lr": 5e-4}},
 }
 
 
@@ -213,17 +218,32 @@ class Crops:
         self.x, self.y, self.clip, self.meta, self.hop = x, y, clip, meta, hop
 
 
+def second_stage_words(recipe: dict) -> str:
+    """How the report and manifest name a recipe's second stage ("" if none)."""
+    then = recipe.get("then")
+    return (f"then {then['epochs']} more epochs from those weights, a second one-cycle to lr "
+            f"{then['lr']}, " if then else "")
+
+
 def fit_fold(data: Data, fold_of, fold: int, recipe: dict, out: Path, crops: "Crops" = None):
     """Trains `recipe` with fold `fold` held out (cached). `data` holds the
     non-overlapping windows (validation, evaluation); `crops`, when the
-    recipe uses random crops, the overlapping ones of the same clips."""
+    recipe uses random crops, the overlapping ones of the same clips.
+
+    A recipe with `then` is a second stage: its `first` recipe trained
+    (cached) on the same fold, then `then["epochs"]` more epochs from those
+    weights under a fresh one-cycle to `then["lr"]`, drawing other crops
+    (seed + 1); the history holds both stages' epochs."""
+    then = recipe.get("then")
+    stage = dict(recipe, **then, seed=recipe["seed"] + 1, patience=then["epochs"]) if then else recipe
     fit, val, test = fold_split(data, fold_of, fold, recipe["seed"])
     if recipe.get("train_on") == "full":
         fit = [c for c in fit if not data.short[c]]
     keep_last = bool(recipe.get("fit_val"))
     if keep_last:
         fit = fit + val  # validation figures are then on training clips: logged only
-    log(f"fold {fold} ({recipe.get('name', recipe['input'])}, up to {recipe['epochs']} epochs): "
+    log(f"fold {fold} ({recipe.get('name', recipe['input'])}, up to {stage['epochs']} epochs"
+        + (f" after {recipe['first']['name']}'s" if then else "") + "): "
         f"train {len(fit)} clips, validation {len(val)}, held out {len(test)}")
     key = dict(recipe, fit=data.names(fit), val=data.names(val))
     classes = len(data.meta["labels"])
@@ -237,16 +257,24 @@ def fit_fold(data: Data, fold_of, fold: int, recipe: dict, out: Path, crops: "Cr
         # A clip cut every crop_hop gives n windows; draw as many as it has
         # non-overlapping ones (a single-window clip: `repeat` times).
         per_group = lambda n: min(n, max(1, int(round(n / stride)))) if n > 1 else repeat
-        train_on = lambda net: train(net, crops.x[sel], crops.y[sel], x_va, y_va,
-                                     recipe["epochs"], recipe["batch"], recipe["lr"],
-                                     recipe["patience"], recipe["seed"], classes,
-                                     recipe["precision"], groups=crops.clip[sel],
-                                     per_group=per_group, keep_last=keep_last)
+        train_stage = lambda net: train(net, crops.x[sel], crops.y[sel], x_va, y_va,
+                                        stage["epochs"], stage["batch"], stage["lr"],
+                                        stage["patience"], stage["seed"], classes,
+                                        stage["precision"], groups=crops.clip[sel],
+                                        per_group=per_group, keep_last=keep_last)
     else:
-        train_on = lambda net: train(net, data.x[data.sel(fit)], data.y[data.sel(fit)], x_va,
-                                     y_va, recipe["epochs"], recipe["batch"], recipe["lr"],
-                                     recipe["patience"], recipe["seed"], classes,
-                                     recipe["precision"], keep_last=keep_last)
+        train_stage = lambda net: train(net, data.x[data.sel(fit)], data.y[data.sel(fit)], x_va,
+                                        y_va, stage["epochs"], stage["batch"], stage["lr"],
+                                        stage["patience"], stage["seed"], classes,
+                                        stage["precision"], keep_last=keep_last)
+
+    def train_on(net):
+        if not then:
+            return train_stage(net)
+        first, before, _, _ = fit_fold(data, fold_of, fold, recipe["first"], out, crops)
+        net.load_state_dict(first.state_dict())
+        return before + [dict(h, epoch=len(before) + h["epoch"]) for h in train_stage(net)]
+
     net, history = cached_net(out / "checkpoints", key, classes, train_on)
     return net, history, (fit, val, test), key
 

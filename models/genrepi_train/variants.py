@@ -9,7 +9,7 @@ import torch
 from onnxruntime.quantization import (QuantFormat, QuantType, quantize_dynamic,
                                       quantize_static)
 
-from .common import Windows, input_shape, log, sibling
+from .common import STATE, Windows, input_shape, log, sibling
 from .qat import DEFAULT_FORMAT, finetune, quantize
 from .train import SeedInput
 
@@ -27,7 +27,9 @@ def qat_finetune(fp32: Path, data, fit, val, calib, epochs):
     done = tuned.with_suffix(".json")
     if tuned.exists() and done.exists() and json.loads(done.read_text())["key"] == key:
         log(f"{tuned.name}: fine-tuned earlier (same model and settings)")
-        return json.loads(done.read_text())["history"]
+        history = json.loads(done.read_text())["history"]
+        STATE.cached_minutes += sum(e.get("seconds", 0) for e in history) / 60
+        return history
     history = finetune(fp32, tuned, data.x[data.sel(fit)], data.y[data.sel(fit)],
                                 data.x[data.sel(val)], data.y[data.sel(val)], calib, epochs,
                                 QAT_LR, fmt=DEFAULT_FORMAT)
