@@ -183,7 +183,9 @@ def main():
                 f"{len(meta['clips'])} clips of {len(set(data.tracks))} tracks "
                 f"({int(data.short.sum())} shorter than a window)",
         "split": f"by track, stratified by genre, seed {args.seed}: fold 0 of {args.folds} held "
-                 f"out ({len(test)} clips); {len(fit)} training and {len(val)} validation clips",
+                 f"out ({len(test)} clips); {len(fit)} training clips, "
+                 + (f"{len(val)} of them also validation clips" if recipe.get("fit_val")
+                    else f"and {len(val)} validation clips"),
         "short_input": f"{STATE.short_input} (recipe {args.recipe})",
         "held_out": data.names(test),
         "arch": f"torchvision {arch}, 1-channel conv1, from scratch",

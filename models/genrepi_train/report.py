@@ -208,7 +208,8 @@ def bench_section(out: Path, command: str = None, fp32_is: str = None):
     rows = json.loads(path.read_text())
     rounds = max((len(r.get("rounds", [])) for r in rows), default=0)
     command = command or ("python3 models/tools/bench_table.py --model models/work/bench.toml "
-                          "--json models/work/bench.json")
+                          + (f"--rounds {rounds} " if rounds > 1 else "")
+                          + "--json models/work/bench.json")
     fp32_is = fp32_is or "the FP16-on-disk file of the same weights, widened at load"
     L = ["## INT8 on tract's integer kernels: speed and memory",
          f"`{command}` on the idle machine (" + machine_words() + "): `genrepi "
@@ -291,10 +292,11 @@ def write_report(path: Path, args, data, split, results, shipped):
         f"- Training: {results['recipe']['arch']} from scratch (no pretrained weights), 1×128×130 "
         f"input, AdamW lr {args.lr} one-cycle, batch {args.batch}, "
         + second_stage_words(results["recipe"]) + "time shift, gain, SpecAugment "
-        f"masks and mixup; {len(h)} epochs run (at most "
-        f"{results['recipe']['epochs'] + results['recipe'].get('then', {}).get('epochs', 0)}, "
-        f"patience {results['recipe'].get('patience', args.patience)}), weights of epoch {best} kept"
-        + (" (the last)." if fit_val else " (best validation)."),
+        f"masks and mixup; {len(h)} epochs run"
+        + (f", weights of epoch {best} kept (the last)." if fit_val else
+           f" (at most {results['recipe']['epochs']}, patience "
+           f"{results['recipe'].get('patience', args.patience)}), weights of epoch {best} kept "
+           "(best validation)."),
         "",
         "## Variants of the shipped model (held-out fold 0)",
         "Latency: median per window, one thread, one window at a time, on this machine ("
