@@ -197,6 +197,12 @@ def tradeoff_plot(rows, png: Path, title: str) -> bool:
     return True
 
 
+def shown(path: Path) -> str:
+    """A path as the report names it: relative to the repository when inside it."""
+    path = Path(path).resolve()
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
 def bench_section(out: Path, command: str = None, fp32_is: str = None):
     """tract against onnxruntime on the shipped files, from OUT/bench.json
     (`models/tools/bench_table.py --model OUT/bench.toml --json OUT/bench.json`,
@@ -207,9 +213,9 @@ def bench_section(out: Path, command: str = None, fp32_is: str = None):
         return []
     rows = json.loads(path.read_text())
     rounds = max((len(r.get("rounds", [])) for r in rows), default=0)
-    command = command or ("python3 models/tools/bench_table.py --model models/work/bench.toml "
+    command = command or (f"python3 models/tools/bench_table.py --model {shown(out)}/bench.toml "
                           + (f"--rounds {rounds} " if rounds > 1 else "")
-                          + "--json models/work/bench.json")
+                          + f"--json {shown(out)}/bench.json")
     fp32_is = fp32_is or "the FP16-on-disk file of the same weights, widened at load"
     L = ["## INT8 on tract's integer kernels: speed and memory",
          f"`{command}` on the idle machine (" + machine_words() + "): `genrepi "
@@ -254,6 +260,8 @@ def write_report(path: Path, args, data, split, results, shipped):
     given = [f"--{k.replace('_', '-')} {getattr(args, k)}"
              for k in ("recipe", "qat_epochs", "prune_epochs", "compare_epochs", "cv_limit")
              if getattr(args, k) not in (None, "loop")]
+    if Path(args.out).resolve() != ROOT / "models/work":
+        given.append(f"--out {shown(args.out)}")
     cmd = " ".join(["python3 models/pipeline.py"] + (["--quick"] if args.quick else []) + given
                    + (["--ship"] if args.ship else []))
     h = results["history"]
@@ -463,7 +471,7 @@ def write_report(path: Path, args, data, split, results, shipped):
           f"- **FP16 on disk, widened at load**: the same weights in FP32 arithmetic, "
           f"{num(w16.get('size_mb'))} MB, FP32's latency and memory (largest "
           "window-probability difference from FP32 in tract: "
-          f"{num(results.get('fp16w_vs_fp32'), '{:.4f}')}); written to `models/work/` "
+          f"{num(results.get('fp16w_vs_fp32'), '{:.4f}')}); written to `{shown(args.out)}/` "
           "(`PIPELINE_SHIP_FP16W=1` ships it beside the INT8 file as variants fp32 and fp16).",
           f"- **INT8 static QDQ** ({num(st.get('size_mb'))} MB): fast in onnxruntime "
           f"({num(st.get('ort_ms'))} ms) but {num(st.get('tract_ms'))} ms in tract, whose "
